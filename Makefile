@@ -1,0 +1,28 @@
+# The two set-up commands of the README. Each one does everything a fresh machine needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN     = $(VENV)/bin
+
+.PHONY: demo test tools venv
+
+# Installs the bridge and runs it against the built-in FIC simulator on 127.0.0.1.
+demo: venv
+	$(BIN)/pip install --quiet .
+	$(BIN)/radius-bridge demo
+
+# Installs the bridge with its test tools (and Debian's radclient) and runs the whole suite.
+test: venv tools
+	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/python -m pytest
+
+venv:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# radclient (freeradius-utils) is a real second RADIUS client for the tests. Installed only
+# when missing; needs root or sudo, as the Debian package does.
+tools:
+	@command -v radclient >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq freeradius-utils; }

@@ -1,0 +1,5 @@
+"""``python -m radius_bridge`` runs the command-line interface."""
+
+from radius_bridge.cli import run
+
+run()
