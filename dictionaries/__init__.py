@@ -1,0 +1,1 @@
+"""RADIUS dictionaries shipped with radius-bridge (installed as ``radius_bridge.dictionaries``)."""
