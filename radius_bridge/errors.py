@@ -96,7 +96,18 @@ class FicError(BridgeError):
 
 
 class FicUnavailable(FicError):
-    """No usable answer: connection refused or reset, timeout, 5xx, or throttled."""
+    """No usable answer: connection refused or reset, timeout, 5xx, or throttled.
+
+    ``reached_fic`` is False only when FIC certainly did not act on the request (the connection
+    was never made, or FIC refused it unread with 429). Failmode ``open`` may accept only then:
+    after a read timeout or a 5xx a push or code may already be on its way to the user.
+    """
+
+    def __init__(
+        self, endpoint: str, detail: str, *, status: int | None = None, reached_fic: bool = True
+    ) -> None:
+        self.reached_fic = reached_fic
+        super().__init__(endpoint, detail, status=status)
 
 
 class FicRateLimited(FicUnavailable):
@@ -106,7 +117,7 @@ class FicRateLimited(FicUnavailable):
         self, endpoint: str, detail: str, *, status: int = 429, retry_after: float | None = None
     ) -> None:
         self.retry_after = retry_after
-        super().__init__(endpoint, detail, status=status)
+        super().__init__(endpoint, detail, status=status, reached_fic=False)
 
 
 class FicRejected(FicError):
