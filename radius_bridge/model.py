@@ -137,6 +137,9 @@ class Reason(enum.Enum):
     OVERLOADED = "overloaded"
     SHUTTING_DOWN = "shutting_down"
     STATUS_SERVER = "status_server"
+    # FIC refused to start a push or send a code (no phone number, push off, SMS credit gone):
+    # the user cannot use that factor, which is neither a wrong code nor a fault of the bridge.
+    FIC_REFUSED = "fic_refused"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
