@@ -1,0 +1,172 @@
+"""A running bridge: builds the parts from a configuration, starts, reloads and stops them.
+
+``Bridge`` is the composition used by ``radius-bridge serve``, by the demo and by the tests, so
+all three run the same wiring: the codec, the FIC client with its executor, the push poller, the
+challenge states, the service and the UDP server. ``run_daemon`` adds what only a daemon needs:
+signal handling (SIGTERM/SIGINT stop gracefully, SIGHUP reloads) on the main event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import structlog
+
+from radius_bridge import __version__, logs
+from radius_bridge.challenge import ChallengeStates
+from radius_bridge.config import Config, load_config
+from radius_bridge.errors import ConfigError
+from radius_bridge.fic import FicClient
+from radius_bridge.model import PushStatus
+from radius_bridge.pending import PendingPushes
+from radius_bridge.radius import RadiusCodec
+from radius_bridge.server import RadiusServer, ReplyCache
+from radius_bridge.service import FicApi, Service
+
+log = structlog.get_logger("radius_bridge.daemon")
+
+
+def build_codec(config: Config) -> RadiusCodec:
+    """The codec with the configured extra dictionaries; reply attributes checked against it."""
+    try:
+        codec = RadiusCodec(config.radius.dictionaries)
+    except ValueError as error:
+        raise ConfigError(config.source, "radius.dictionaries", str(error)) from error
+    for index, client in enumerate(config.radius.clients):
+        try:
+            codec.check_attributes(client.reply_attributes)
+        except ValueError as error:
+            key = f"radius.clients[{index}].reply_attributes"
+            raise ConfigError(config.source, key, str(error)) from error
+    return codec
+
+
+def config_secrets(config: Config) -> list[str]:
+    """Every secret value in ``config``, for the log redactor."""
+    values = [config.fic.client_secret.reveal()]
+    values += [client.secret.reveal() for client in config.radius.clients]
+    if config.radius.state_secret is not None:
+        values.append(config.radius.state_secret.reveal())
+    return values
+
+
+class Bridge:
+    """Every part of a running radius-bridge, wired together (see the module docstring)."""
+
+    def __init__(self, config: Config, *, fic: FicApi | None = None) -> None:
+        self.config = config
+        self.codec = build_codec(config)
+        self.fic: Any = fic if fic is not None else FicClient.from_config(config.fic)
+        self._owns_fic = fic is None
+        self.executor = ThreadPoolExecutor(
+            max_workers=config.fic.pool_size, thread_name_prefix="fic"
+        )
+        self.pending = PendingPushes(
+            fetch_finished=self._fetch_finished,
+            fetch_one=self._fetch_one,
+            interval=config.auth.push_poll_interval,
+        )
+        state_key = (
+            config.radius.state_secret.reveal_bytes()
+            if config.radius.state_secret is not None
+            else os.urandom(32)
+        )
+        self.challenges = ChallengeStates(state_key, ttl=config.auth.challenge_timeout)
+        self.service = Service(
+            config=config,
+            codec=self.codec,
+            fic=self.fic,
+            executor=self.executor,
+            pending=self.pending,
+            challenges=self.challenges,
+        )
+        self.server = RadiusServer(
+            handler=self.service.handle,
+            listen=[(a.host, a.port) for a in config.radius.listen],
+            cache=ReplyCache(ttl=config.radius.duplicate_ttl),
+        )
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return self.server.addresses
+
+    async def _fetch_finished(self) -> dict[str, PushStatus]:
+        loop = asyncio.get_running_loop()
+        result: dict[str, PushStatus] = await loop.run_in_executor(
+            self.executor, self.fic.finished_pushes
+        )
+        return result
+
+    async def _fetch_one(self, auth_id: str) -> PushStatus:
+        loop = asyncio.get_running_loop()
+        result: PushStatus = await loop.run_in_executor(
+            self.executor, self.fic.push_status, auth_id
+        )
+        return result
+
+    async def start(self) -> None:
+        await self.server.start()
+        self.pending.start()
+        log.info(
+            "bridge.started",
+            version=__version__,
+            listen=[f"{host}:{port}" for host, port in self.addresses],
+            clients=len(self.config.radius.clients),
+            fic=self.config.fic.base_url,
+        )
+
+    async def stop(self, *, grace: float = 5.0) -> None:
+        """Stop taking requests; pending pushes are rejected; in-flight work gets ``grace``."""
+        self.service.stopping = True
+        self.server.accepting = False
+        self.pending.cancel_all()
+        await self.server.stop(grace=grace)
+        await self.pending.stop()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+        if self._owns_fic:
+            self.fic.close()
+        log.info("bridge.stopped")
+
+    def reload(self, path: str) -> bool:
+        """Re-read the configuration; on any error keep the running one and say why."""
+        try:
+            new = load_config(path)
+            codec = build_codec(new)
+        except ConfigError as error:
+            log.error("bridge.reload.refused", error=str(error))
+            return False
+        old = self.config
+        if new.radius.listen != old.radius.listen:
+            log.warning("bridge.reload.listen_unchanged", detail="listen addresses need a restart")
+        if new.fic != old.fic and self._owns_fic:
+            old_fic = self.fic
+            self.fic = FicClient.from_config(new.fic)
+            old_fic.close()
+            self.service.set_fic(self.fic)
+        for value in config_secrets(new):
+            logs.register_secret(value)
+        logs.set_level(new.logging.level)
+        self.codec = codec
+        self.service.reconfigure(new, codec=codec)
+        self.config = new
+        log.info("bridge.reloaded", clients=len(new.radius.clients))
+        return True
+
+
+async def run_daemon(config_path: str, config: Config) -> int:
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads ``config_path``. Returns the exit status."""
+    bridge = Bridge(config)
+    await bridge.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, bridge.reload, config_path)
+    await stop.wait()
+    log.info("bridge.stopping", pending_pushes=len(bridge.pending))
+    await bridge.stop()
+    return 0

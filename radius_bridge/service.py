@@ -1,0 +1,531 @@
+"""One request's path through the bridge: client, decode, policy, FIC, encode, log.
+
+``Service.handle`` takes a datagram and its source and returns the reply bytes, or None when
+the datagram is dropped. It never raises: whatever goes wrong inside becomes a logged drop or an
+Access-Reject. It owns no sockets (``server`` does) and makes no decisions of its own that could
+be made without I/O (``policy`` does); it is the sequence that joins them, with one
+``radius.request.completed`` log line per answered request.
+
+Logins that are the same login arriving twice (a NAS that retries with a new Identifier, a user
+who presses Connect again) share one FIC call: a second push request for the same user, client
+and station joins the push already in flight, and the same code is verified once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import functools
+import hashlib
+import hmac
+import ipaddress
+import os
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from concurrent.futures import Executor
+from typing import Any, Protocol, TypeVar
+
+import structlog
+
+from radius_bridge import __version__, policy
+from radius_bridge.challenge import ChallengeStates, StateExpired, StateReplayed
+from radius_bridge.config import ClientConfig, Config, EmptyPassword, MessageAuthenticatorPolicy
+from radius_bridge.errors import FicError, FicUnavailable, PacketError
+from radius_bridge.model import (
+    AccessRequest,
+    AuthMethod,
+    Decision,
+    Factor,
+    Outcome,
+    PacketKind,
+    PasswordScheme,
+    Preview,
+    PushStatus,
+    Reason,
+)
+from radius_bridge.pending import PendingPushes, TooManyPending
+from radius_bridge.radius import RadiusCodec
+
+log = structlog.get_logger("radius_bridge.service")
+
+T = TypeVar("T")
+
+
+class FicApi(Protocol):
+    """The part of ``fic.FicClient`` the service calls (blocking; run in the executor)."""
+
+    def preview(
+        self, username: str, *, realm: str | None = ..., user_ip: str | None = ...
+    ) -> Preview: ...
+
+    def verify_code(
+        self, username: str, code: str, *, realm: str | None = ..., user_ip: str | None = ...
+    ) -> None: ...
+
+    def start_push(
+        self, username: str, *, realm: str | None = ..., user_ip: str | None = ...
+    ) -> str: ...
+
+    def send_code(
+        self,
+        username: str,
+        method: AuthMethod,
+        *,
+        realm: str | None = ...,
+        user_ip: str | None = ...,
+    ) -> str | None: ...
+
+
+@dataclasses.dataclass
+class _Login:
+    """What one request learned on its way; the completed log line is made from it."""
+
+    request_id: str
+    client: str
+    user: str | None = None
+    factor: Factor = Factor.NONE
+    second_factor_sent: bool = False
+    joined: bool = False
+    fic_auth_id: str | None = None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+class DropLog:
+    """Logs dropped datagrams once per source and reason per ``interval``, counting the rest.
+
+    A misconfigured NAS retrying every second, or a scan, must not flood the journal.
+    """
+
+    def __init__(self, *, interval: float = 60.0, clock: Callable[[], float] = time.monotonic):
+        self._interval = interval
+        self._clock = clock
+        self._last: dict[tuple[str, str], tuple[float, int]] = {}
+        self.counts: dict[str, int] = {}
+
+    def note(self, source: str, reason: str, **fields: Any) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        now = self._clock()
+        key = (source, reason)
+        last = self._last.get(key)
+        if last is not None and now - last[0] < self._interval:
+            self._last[key] = (last[0], last[1] + 1)
+            return
+        if len(self._last) > 10_000:
+            self._last.clear()
+        suppressed = last[1] if last is not None else 0
+        self._last[key] = (now, 0)
+        log.warning(
+            "radius.packet.dropped",
+            source=source,
+            reason=reason,
+            suppressed_since_last=suppressed,
+            **fields,
+        )
+
+
+class Service:
+    """Turns datagrams into replies; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        codec: RadiusCodec,
+        fic: FicApi,
+        executor: Executor,
+        pending: PendingPushes,
+        challenges: ChallengeStates,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._config = config
+        self._codec = codec
+        self._fic = fic
+        self._executor = executor
+        self._pending = pending
+        self._challenges = challenges
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._started = clock()
+        self._in_flight: dict[Hashable, asyncio.Future[Any]] = {}
+        self._coalesce_key = secrets.token_bytes(32)
+        # Clients with require_message_authenticator "auto" that have sent a valid one: from
+        # then on they must always send it (FreeRADIUS 3.2.5 semantics).
+        self.clients_with_message_authenticator: set[str] = set()
+        self.drops = DropLog(clock=clock)
+        self.stopping = False
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    def reconfigure(self, config: Config, *, codec: RadiusCodec | None = None) -> None:
+        """Use a new configuration for every request that starts from now on.
+
+        Requests already under way finish with the configuration they started with.
+        """
+        if codec is not None:
+            self._codec = codec
+        self._config = config
+
+    def set_fic(self, fic: FicApi) -> None:
+        """Send FIC calls of requests that start from now on to ``fic``."""
+        self._fic = fic
+
+    # -- the request path ---------------------------------------------------------------------
+
+    async def handle(self, data: bytes, source: tuple[str, int]) -> bytes | None:
+        """The reply to one datagram, or None to drop it. Never raises."""
+        try:
+            return await self._handle(data, source)
+        except Exception:
+            # The last line of defence: a bug must cost one request, never the server.
+            log.exception("radius.request.failed", source=source[0])
+            return None
+
+    async def _handle(self, data: bytes, source: tuple[str, int]) -> bytes | None:
+        started = self._clock()
+        config = self._config
+        address = source[0]
+        client = config.client_for(address)
+        if client is None:
+            self.drops.note(address, "unknown_client")
+            return None
+        secret = client.secret.reveal_bytes()
+        try:
+            request = self._codec.decode(
+                data,
+                secret=secret,
+                client_name=client.name,
+                require_message_authenticator=self._requires_authenticator(client),
+            )
+        except PacketError as error:
+            self.drops.note(address, error.reason, client=client.name, detail=str(error))
+            return None
+        self._note_authenticator(client, request)
+
+        login = _Login(request_id=secrets.token_hex(6), client=client.name)
+        if request.kind is PacketKind.STATUS_SERVER:
+            decision = self._status_server_decision()
+        else:
+            login.user = request.user_name
+            decision = await self._decide(request, client, login)
+            if decision.outcome is Outcome.ACCEPT and client.reply_attributes:
+                decision = dataclasses.replace(
+                    decision, attributes=decision.attributes + client.reply_attributes
+                )
+        reply = self._codec.encode(request, decision, secret=secret)
+        self._log_completed(request, decision, login, address, started)
+        return reply
+
+    def _requires_authenticator(self, client: ClientConfig) -> bool:
+        match client.require_message_authenticator:
+            case MessageAuthenticatorPolicy.REQUIRED:
+                return True
+            case MessageAuthenticatorPolicy.OPTIONAL:
+                return False
+            case MessageAuthenticatorPolicy.AUTO:
+                return client.name in self.clients_with_message_authenticator
+        return True  # pragma: no cover - exhaustive match; stay strict if an option is added
+
+    def _note_authenticator(self, client: ClientConfig, request: AccessRequest) -> None:
+        policy_ = client.require_message_authenticator
+        if policy_ is not MessageAuthenticatorPolicy.AUTO:
+            return
+        if request.had_message_authenticator:
+            if client.name not in self.clients_with_message_authenticator:
+                self.clients_with_message_authenticator.add(client.name)
+                log.info("radius.client.message_authenticator_learned", client=client.name)
+        else:
+            self.drops.note(client.name, "legacy_client_without_message_authenticator")
+
+    def _status_server_decision(self) -> Decision:
+        uptime = int(self._clock() - self._started)
+        return Decision(
+            outcome=Outcome.ACCEPT,
+            reason=Reason.STATUS_SERVER,
+            reply_message=f"radius-bridge {__version__} up {uptime} s",
+        )
+
+    async def _decide(self, request: AccessRequest, client: ClientConfig, login: _Login) -> Decision:
+        auth = self._config.auth
+        if request.scheme not in (PasswordScheme.PAP, PasswordScheme.NONE):
+            login.factor = Factor.UNSUPPORTED
+            login.extra["scheme"] = request.scheme.value
+            login.extra["detail"] = "only PAP can carry a one-time code"
+            return policy.reject(Reason.UNSUPPORTED_SCHEME)
+        if not request.user_name:
+            return policy.reject(Reason.NO_USER_NAME)
+        try:
+            identity = policy.fic_identity(
+                request.user_name, auth.username, self._config.fic.realm
+            )
+        except ValueError:
+            return policy.reject(Reason.NO_USER_NAME)
+        login.user = identity.username
+        if identity.realm:
+            login.extra["realm"] = identity.realm
+
+        try:
+            if request.state is not None:
+                return await self._answer_challenge(request, client, identity, login)
+            factor = policy.factor_for_password(request.password, auth)
+            login.factor = factor
+            match factor:
+                case Factor.OTP:
+                    assert request.password is not None
+                    return await self._verify_code(request, identity, request.password, login)
+                case Factor.PUSH:
+                    return await self._push(request, client, identity, login)
+                case Factor.SMS:
+                    return await self._send_code(request, client, identity, AuthMethod.SMS, login)
+                case Factor.EMAIL:
+                    return await self._send_code(
+                        request, client, identity, AuthMethod.EMAIL, login
+                    )
+                case Factor.EMPTY:
+                    return await self._empty_password(request, client, identity, login)
+                case _:
+                    return policy.reject(Reason.BAD_PASSWORD_FORMAT)
+        except FicError as error:
+            login.extra["fic_error"] = str(error)
+            sent = login.second_factor_sent and not (
+                isinstance(error, FicUnavailable) and not error.reached_fic
+            )
+            return policy.decision_for_fic_error(
+                error,
+                second_factor_sent=sent,
+                failmode=auth.failmode,
+                factor=login.factor,
+            )
+        except TooManyPending:
+            return policy.reject(Reason.OVERLOADED)
+
+    # -- flows ----------------------------------------------------------------------------------
+
+    async def _empty_password(
+        self,
+        request: AccessRequest,
+        client: ClientConfig,
+        identity: policy.FicIdentity,
+        login: _Login,
+    ) -> Decision:
+        match self._config.auth.empty_password:
+            case EmptyPassword.PUSH:
+                login.factor = Factor.PUSH
+                return await self._push(request, client, identity, login)
+            case EmptyPassword.REJECT:
+                return policy.reject(Reason.BAD_PASSWORD_FORMAT)
+        preview = await self._call(
+            self._fic.preview,
+            identity.username,
+            realm=identity.realm,
+            user_ip=_user_ip(request),
+        )
+        login.extra["auth_method"] = preview.auth_method.value if preview.auth_method else None
+        step = policy.step_after_preview(preview, self._config.auth)
+        match step:
+            case policy.Step.PUSH:
+                login.factor = Factor.PUSH
+                return await self._push(request, client, identity, login)
+            case policy.Step.SEND_SMS:
+                login.factor = Factor.SMS
+                return await self._send_code(request, client, identity, AuthMethod.SMS, login)
+            case policy.Step.SEND_EMAIL:
+                login.factor = Factor.EMAIL
+                return await self._send_code(request, client, identity, AuthMethod.EMAIL, login)
+            case policy.Step.CHALLENGE_FOR_CODE:
+                login.factor = Factor.OTP
+                return self._challenge(request, client, Factor.OTP)
+            case policy.Step.ACCEPT_BYPASS:
+                return policy.accept(Reason.BYPASS)
+            case policy.Step.REJECT_BLOCKED:
+                login.extra["fic_message"] = preview.message
+                return policy.reject(Reason.BLOCKED)
+        return policy.reject(Reason.FIC_ERROR)  # pragma: no cover - exhaustive match
+
+    async def _verify_code(
+        self,
+        request: AccessRequest,
+        identity: policy.FicIdentity,
+        code: str,
+        login: _Login,
+    ) -> Decision:
+        # The same code for the same login, arriving again while FIC checks it, is not sent a
+        # second time: each attempt counts toward the user's lockout in FIC.
+        digest = hmac.new(self._coalesce_key, code.encode(), hashlib.sha256).digest()
+        key = ("code", login.client, identity, request.calling_station_id, digest)
+
+        async def verify() -> None:
+            await self._call(
+                self._fic.verify_code,
+                identity.username,
+                code,
+                realm=identity.realm,
+                user_ip=_user_ip(request),
+            )
+
+        login.second_factor_sent = True
+        await self._once(key, verify, login)
+        return policy.accept(Reason.OTP_ACCEPTED)
+
+    async def _push(
+        self,
+        request: AccessRequest,
+        client: ClientConfig,
+        identity: policy.FicIdentity,
+        login: _Login,
+    ) -> Decision:
+        key = ("push", client.name, identity, request.calling_station_id)
+        deadline = self._clock() + self._config.auth.push_timeout
+
+        async def push() -> tuple[PushStatus | None, str]:
+            auth_id = await self._call(
+                self._fic.start_push,
+                identity.username,
+                realm=identity.realm,
+                user_ip=_user_ip(request),
+            )
+            login.fic_auth_id = auth_id
+            return await self._pending.wait(auth_id, deadline=deadline), auth_id
+
+        login.second_factor_sent = True
+        status, auth_id = await self._once(key, push, login)
+        login.fic_auth_id = auth_id
+        if status is None and self.stopping:
+            return policy.reject(Reason.SHUTTING_DOWN)
+        decision = policy.decision_for_push(status)
+        return dataclasses.replace(decision, fic_auth_id=auth_id)
+
+    async def _send_code(
+        self,
+        request: AccessRequest,
+        client: ClientConfig,
+        identity: policy.FicIdentity,
+        method: AuthMethod,
+        login: _Login,
+    ) -> Decision:
+        login.second_factor_sent = True
+        auth_id = await self._call(
+            self._fic.send_code,
+            identity.username,
+            method,
+            realm=identity.realm,
+            user_ip=_user_ip(request),
+        )
+        login.fic_auth_id = auth_id
+        factor = Factor.SMS if method is AuthMethod.SMS else Factor.EMAIL
+        return self._challenge(request, client, factor)
+
+    def _challenge(self, request: AccessRequest, client: ClientConfig, factor: Factor) -> Decision:
+        assert request.user_name is not None
+        state = self._challenges.issue(
+            user_name=request.user_name,
+            client=client.name,
+            factor=factor,
+            now=self._wall_clock(),
+            nonce=os.urandom(16),
+        )
+        return policy.challenge(factor, state)
+
+    async def _answer_challenge(
+        self,
+        request: AccessRequest,
+        client: ClientConfig,
+        identity: policy.FicIdentity,
+        login: _Login,
+    ) -> Decision:
+        assert request.state is not None and request.user_name is not None
+        login.factor = Factor.CHALLENGE_RESPONSE
+        try:
+            ticket = self._challenges.redeem(
+                request.state,
+                user_name=request.user_name,
+                client=client.name,
+                now=self._wall_clock(),
+            )
+        except StateExpired:
+            return policy.reject(Reason.STATE_EXPIRED)
+        except StateReplayed:
+            return policy.reject(Reason.STATE_REPLAYED)
+        except Exception:  # any other State problem: forged, tampered, foreign
+            return policy.reject(Reason.STATE_INVALID)
+        login.extra["challenged_for"] = ticket.factor.value
+        code = request.password or ""
+        if policy.factor_for_password(code, self._config.auth) is not Factor.OTP:
+            return policy.reject(Reason.BAD_PASSWORD_FORMAT)
+        return await self._verify_code(request, identity, code, login)
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    async def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one blocking FIC call in the executor, so the event loop never waits on HTTP."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, functools.partial(method, *args, **kwargs)
+        )
+
+    async def _once(self, key: Hashable, work: Callable[[], Awaitable[T]], login: _Login) -> T:
+        """Run ``work`` once per key at a time; a request arriving meanwhile shares its result."""
+        running = self._in_flight.get(key)
+        if running is not None:
+            login.joined = True
+            result: T = await asyncio.shield(running)
+            return result
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            value = await work()
+        except BaseException as error:
+            future.set_exception(error)
+            future.exception()  # retrieved here, so an unshared failure is not reported twice
+            raise
+        else:
+            future.set_result(value)
+            return value
+        finally:
+            del self._in_flight[key]
+
+    def _log_completed(
+        self,
+        request: AccessRequest,
+        decision: Decision,
+        login: _Login,
+        source: str,
+        started: float,
+    ) -> None:
+        fields: dict[str, Any] = {
+            "request_id": login.request_id,
+            "client": login.client,
+            "source": source,
+            "user": login.user,
+            "factor": login.factor.value,
+            "outcome": decision.outcome.value,
+            "reason": decision.reason.value,
+            "duration_ms": round((self._clock() - started) * 1000, 1),
+        }
+        if login.fic_auth_id:
+            fields["fic_auth_id"] = login.fic_auth_id
+        if login.joined:
+            fields["joined"] = True
+        if request.nas_identifier:
+            fields["nas_identifier"] = request.nas_identifier
+        if request.calling_station_id:
+            fields["calling_station_id"] = request.calling_station_id
+        fields.update(login.extra)
+        if decision.reason is Reason.FIC_UNAVAILABLE_FAILOPEN:
+            log.warning("radius.request.completed", **fields)
+        else:
+            log.info("radius.request.completed", **fields)
+
+
+def _user_ip(request: AccessRequest) -> str | None:
+    """The VPN user's address, when the NAS put one in Calling-Station-Id (FortiGate does)."""
+    candidate = request.calling_station_id
+    if not candidate:
+        return None
+    try:
+        return str(ipaddress.ip_address(candidate))
+    except ValueError:
+        return None
