@@ -159,11 +159,10 @@ def user_from_mapping(data: object, *, file: str, where: str) -> SimUser:
             raise ConfigError(file, f"{where}.{key}", "is required")
     values: dict[str, Any] = {}
     for key, value in data.items():
-        # YAML reads "push_delay: 3" as an int; that is a valid number of seconds.
         problem = _field_problem(str(key), value)
         if problem is not None:
             raise ConfigError(file, f"{where}.{key}", problem)
-        values[str(key)] = value
+        values[str(key)] = float(value) if key == "push_delay" else value
     return SimUser(**values)
 
 
