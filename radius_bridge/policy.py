@@ -96,7 +96,9 @@ def factor_for_password(password: str | None, cfg: AuthConfig) -> Factor:
     keyword_factor = keywords.get(typed.casefold())
     if keyword_factor is not None:
         return keyword_factor
-    if cfg.otp_pattern.fullmatch(typed):
+    # FIC codes are ASCII digits; a pattern's \d also matches other scripts' digits ("١٢٣٤٥٦"),
+    # which FIC could only refuse, one more step toward the user's lockout.
+    if typed.isascii() and cfg.otp_pattern.fullmatch(typed):
         return Factor.OTP
     return Factor.UNSUPPORTED
 
