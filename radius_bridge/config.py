@@ -73,9 +73,9 @@ class MessageAuthenticatorPolicy(enum.Enum):
     The values are what the YAML file holds: ``true``, ``false`` or ``"auto"``.
     """
 
-    REQUIRED = "true"
-    OPTIONAL = "false"
-    AUTO = "auto"
+    REQUIRED = "true"  # drop a request without it (the default)
+    OPTIONAL = "false"  # accept requests without it (a NAS that cannot send it)
+    AUTO = "auto"  # optional until the client first sends one, required from then on
 
 
 class LogFormat(enum.Enum):
@@ -118,8 +118,8 @@ class ListenAddress:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-# Every IPv4 and every IPv6 address; the server binds the IPv6 socket IPv6-only (IPV6_V6ONLY) so
-# that the two do not collide.
+# Every IPv4 and every IPv6 address. The two collide on Linux unless the IPv6 socket is bound
+# IPv6-only (IPV6_V6ONLY), which the server is expected to do.
 DEFAULT_LISTEN = (
     ListenAddress(host="0.0.0.0", port=DEFAULT_RADIUS_PORT),  # noqa: S104 - a server's default
     ListenAddress(host="::", port=DEFAULT_RADIUS_PORT),
@@ -495,6 +495,11 @@ class _Section:
             )
         return Secret(secret)
 
+    def required_secret(self, name: str) -> Secret:
+        secret = self.secret(name, required=True)
+        assert secret is not None  # secret(required=True) returns a secret or raises
+        return secret
+
     def _read_environment(self, key: str, variable: str) -> str:
         content = self.context.environ.get(variable)
         if content is None:
@@ -584,8 +589,6 @@ _KEYS: dict[str, tuple[str, ...]] = {
 
 
 def _parse_fic(section: _Section) -> FicConfig:
-    secret = section.secret("client_secret", required=True)
-    assert secret is not None  # required=True returns a secret or raises
     realm = section.optional_text("realm")
     if realm is not None and len(realm) > MAX_REALM_LENGTH:
         raise section.error("realm", f"must be at most {MAX_REALM_LENGTH} characters")
@@ -598,7 +601,7 @@ def _parse_fic(section: _Section) -> FicConfig:
     return FicConfig(
         base_url=_check_base_url(section),
         client_id=section.text("client_id"),
-        client_secret=secret,
+        client_secret=section.required_secret("client_secret"),
         realm=realm,
         connect_timeout=section.number("connect_timeout", 3.0),
         read_timeout=section.number("read_timeout", 5.0),
@@ -727,7 +730,7 @@ def _parse_listen_address(text: str) -> ListenAddress:
         raise ValueError(f"{text!r} is not an address such as '0.0.0.0:1812' or '[::]:1812'")
     port = DEFAULT_RADIUS_PORT
     if port_text is not None:
-        if not port_text.isdecimal() or not 1 <= int(port_text) <= 65535:
+        if not re.fullmatch(r"[0-9]{1,5}", port_text) or not 1 <= int(port_text) <= 65535:
             raise ValueError(f"port {port_text!r} must be a number between 1 and 65535")
         port = int(port_text)
     return ListenAddress(host=str(ip), port=port)
@@ -772,12 +775,10 @@ def _parse_clients(section: _Section) -> tuple[ClientConfig, ...]:
 
 
 def _parse_client(section: _Section) -> ClientConfig:
-    secret = section.secret("secret", required=True)
-    assert secret is not None  # required=True returns a secret or raises
     return ClientConfig(
         name=section.text("name"),
         network=_parse_network(section),
-        secret=secret,
+        secret=section.required_secret("secret"),
         require_message_authenticator=_parse_ma_policy(section),
         reply_attributes=_parse_reply_attributes(section),
         nas_timeout=section.optional_number("nas_timeout"),

@@ -537,7 +537,7 @@ def test_parse_config_takes_an_in_memory_mapping(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError) as caught:
         parse_config({"fic": {}}, source="<demo>", base_dir=tmp_path, environ={})
-    assert str(caught.value).startswith("<demo>: fic.client_secret: missing")
+    assert str(caught.value) == "<demo>: fic.client_id: missing: this key is required"
 
 
 # --- secrets ------------------------------------------------------------------------------------
