@@ -131,7 +131,7 @@ class ClientConfig:
     """A NAS (RADIUS client): the addresses it sends from and the secret it shares with us."""
 
     name: str
-    network: IPNetwork
+    address: IPNetwork
     secret: Secret
     require_message_authenticator: MessageAuthenticatorPolicy = MessageAuthenticatorPolicy.REQUIRED
     reply_attributes: tuple[tuple[str, str | int], ...] = ()
@@ -210,9 +210,9 @@ class Config:
         containing = [
             client
             for client in self.radius.clients
-            if client.network.version == ip.version and ip in client.network
+            if client.address.version == ip.version and ip in client.address
         ]
-        return max(containing, key=lambda client: client.network.prefixlen, default=None)
+        return max(containing, key=lambda client: client.address.prefixlen, default=None)
 
 
 def load_config(
@@ -562,7 +562,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     ),
     "client": (
         "name",
-        "network",
+        "address",
         *_secret_keys("secret"),
         "require_message_authenticator",
         "reply_attributes",
@@ -764,10 +764,10 @@ def _parse_clients(section: _Section) -> tuple[ClientConfig, ...]:
                 raise entry.error(
                     "name", f"{client.name!r} is also the name of clients[{earlier_index}]"
                 )
-            if client.network == earlier.network:
+            if client.address == earlier.address:
                 raise entry.error(
-                    "network",
-                    f"{client.network} is also the network of clients[{earlier_index}] "
+                    "address",
+                    f"{client.address} is also the network of clients[{earlier_index}] "
                     f"({earlier.name!r})",
                 )
         clients.append(client)
@@ -777,7 +777,7 @@ def _parse_clients(section: _Section) -> tuple[ClientConfig, ...]:
 def _parse_client(section: _Section) -> ClientConfig:
     return ClientConfig(
         name=section.text("name"),
-        network=_parse_network(section),
+        address=_parse_network(section),
         secret=section.required_secret("secret"),
         require_message_authenticator=_parse_ma_policy(section),
         reply_attributes=_parse_reply_attributes(section),
@@ -786,7 +786,7 @@ def _parse_client(section: _Section) -> ClientConfig:
 
 
 def _parse_network(section: _Section) -> IPNetwork:
-    text = section.text("network")
+    text = section.text("address")
     try:
         network = ipaddress.ip_network(text, strict=True)
     except ValueError:
@@ -794,16 +794,16 @@ def _parse_network(section: _Section) -> IPNetwork:
             loose = ipaddress.ip_network(text, strict=False)
         except ValueError:
             raise section.error(
-                "network", f"{text!r} is not an IP address or a CIDR network"
+                "address", f"{text!r} is not an IP address or a CIDR network"
             ) from None
         raise section.error(
-            "network", f"{text!r} has host bits set (did you mean '{loose}'?)"
+            "address", f"{text!r} has host bits set (did you mean '{loose}'?)"
         ) from None
     mapped = network.network_address.ipv4_mapped if network.version == 6 else None
     if mapped is not None and network.prefixlen >= 96:
         # client_for matches IPv4-mapped senders as IPv4, so such a network would never match.
         as_ipv4 = ipaddress.ip_network(f"{mapped}/{network.prefixlen - 96}")
-        raise section.error("network", f"write IPv4-mapped networks as IPv4: '{as_ipv4}'")
+        raise section.error("address", f"write IPv4-mapped networks as IPv4: '{as_ipv4}'")
     return network
 
 

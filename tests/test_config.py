@@ -44,7 +44,7 @@ DELETE = object()  # in an overlay: remove this key from the base
 
 def client(**changes: object) -> dict[str, object]:
     """A valid client mapping with ``changes`` applied (``DELETE`` removes a key)."""
-    base: dict[str, object] = {"name": "fortigate", "network": "192.0.2.10", "secret": NAS_SECRET}
+    base: dict[str, object] = {"name": "fortigate", "address": "192.0.2.10", "secret": NAS_SECRET}
     return merged(base, changes)
 
 
@@ -136,9 +136,9 @@ def test_example_file_loads(example_environ: tuple[Path, dict[str, str]]) -> Non
 
     assert config.fic.client_secret.reveal() == FIC_SECRET
     fortigate, vpn = config.radius.clients
-    assert fortigate.network == ipaddress.ip_network("192.0.2.10/32")
+    assert fortigate.address == ipaddress.ip_network("192.0.2.10/32")
     assert fortigate.secret.reveal() == "fortigate-secret"
-    assert vpn.network == ipaddress.ip_network("198.51.100.0/28")
+    assert vpn.address == ipaddress.ip_network("198.51.100.0/28")
     assert vpn.secret.reveal() == "vpn-secret"
     assert vpn.reply_attributes == (
         ("Class", "mfa-verified"),
@@ -304,28 +304,28 @@ BAD = [
     (clients(client(name=DELETE)), "radius.clients[0].name", "missing: this key is required"),
     (clients(client(name=7)), "radius.clients[0].name", "must be a string"),
     (
-        clients(client(network="10.0.0.5/24")),
-        "radius.clients[0].network",
+        clients(client(address="10.0.0.5/24")),
+        "radius.clients[0].address",
         "'10.0.0.5/24' has host bits set (did you mean '10.0.0.0/24'?)",
     ),
     (
-        clients(client(network="fortigate.example.com")),
-        "radius.clients[0].network",
+        clients(client(address="fortigate.example.com")),
+        "radius.clients[0].address",
         "is not an IP address or a CIDR network",
     ),
     (
-        clients(client(network="::ffff:192.0.2.0/120")),
-        "radius.clients[0].network",
+        clients(client(address="::ffff:192.0.2.0/120")),
+        "radius.clients[0].address",
         "write IPv4-mapped networks as IPv4: '192.0.2.0/24'",
     ),
     (
-        clients(client(), client(network="198.51.100.0/24")),
+        clients(client(), client(address="198.51.100.0/24")),
         "radius.clients[1].name",
         "'fortigate' is also the name of clients[0]",
     ),
     (
-        clients(client(), client(name="other", network="192.0.2.10/32")),
-        "radius.clients[1].network",
+        clients(client(), client(name="other", address="192.0.2.10/32")),
+        "radius.clients[1].address",
         "192.0.2.10/32 is also the network of clients[0]",
     ),
     (
@@ -762,11 +762,11 @@ def test_ca_bundle_and_dictionaries_resolve_against_the_file(tmp_path: Path) -> 
 # --- client_for ---------------------------------------------------------------------------------
 
 LOOKUP_CLIENTS = [
-    client(name="v4-wide", network="10.0.0.0/8"),
-    client(name="v4-host", network="10.1.2.3"),
-    client(name="v4-mid", network="10.1.0.0/16"),
-    client(name="v6-wide", network="2001:db8::/32"),
-    client(name="v6-narrow", network="2001:db8:1::/48"),
+    client(name="v4-wide", address="10.0.0.0/8"),
+    client(name="v4-host", address="10.1.2.3"),
+    client(name="v4-mid", address="10.1.0.0/16"),
+    client(name="v6-wide", address="2001:db8::/32"),
+    client(name="v6-narrow", address="2001:db8:1::/48"),
 ]
 
 
