@@ -33,6 +33,7 @@ endpoints need no bearer token, are never faulted, delayed or rate limited:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
 import socket
@@ -68,7 +69,6 @@ from radius_bridge.simulator_users import (
 
 DEFAULT_PORT = 9696  # FIC's documented API port (fic-api.md §1)
 MAX_BODY = 1 << 20
-_POLL_INTERVAL = 0.05  # how quickly serve_forever notices shutdown()
 _SETTING_NAMES = frozenset(f.name for f in fields(SimulatorSettings))
 
 
@@ -79,7 +79,30 @@ class _Server(ThreadingHTTPServer):
 
     def __init__(self, address: tuple[str, int], simulator: FicSimulator) -> None:
         self.simulator = simulator
+        self.stopped = False
         super().__init__(address, _Handler)
+
+    def accept_forever(self) -> None:
+        """Accept connections until ``stop_accepting``; each is served on its own thread.
+
+        A blocking accept (rather than serve_forever's select loop with a poll interval)
+        lets ``stop`` and ``refuse_connections`` take effect at once.
+        """
+        while not self.stopped:
+            try:
+                connection, address = self.socket.accept()
+            except OSError:
+                break
+            if self.stopped:
+                connection.close()
+                break
+            self.process_request(connection, address)
+
+    def stop_accepting(self) -> None:
+        self.stopped = True
+        # On Linux, shutdown() of a listening socket wakes the thread blocked in accept().
+        with contextlib.suppress(OSError):
+            self.socket.shutdown(socket.SHUT_RDWR)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that went away (or a connection we closed on purpose) is not an error
@@ -235,8 +258,7 @@ class FicSimulator:
         server = server_class((self._host, port), self)
         self._port = server.server_address[1]
         thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": _POLL_INTERVAL},
+            target=server.accept_forever,
             name=f"fic-simulator-{self._port}",
             daemon=True,
         )
@@ -246,11 +268,18 @@ class FicSimulator:
     def _unlisten(self) -> None:
         server, thread = self._server, self._thread
         self._server = self._thread = None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if thread is not None:
+        if server is None or thread is None:
+            return
+        server.stop_accepting()
+        thread.join(1.0)
+        if thread.is_alive():
+            # Where shutdown() does not wake a blocked accept(), one connection does.
+            with contextlib.suppress(OSError), socket.create_connection(
+                server.server_address[:2], timeout=1.0
+            ):
+                pass
             thread.join()
+        server.server_close()
 
     def stop(self) -> None:
         """Stop listening, drop every connection and wake requests held by faults."""
