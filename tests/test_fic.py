@@ -4,6 +4,11 @@ the real FIC simulator over HTTP on 127.0.0.1 (port 0)."""
 from __future__ import annotations
 
 import email.utils
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
@@ -17,7 +22,10 @@ from radius_bridge.errors import (
     FicUnknownUser,
     FicUserLocked,
 )
-from radius_bridge.model import AuthMethod, PreviewAction, PushStatus
+from radius_bridge.model import AuthMethod, PreviewAction, PushStatus, Secret
+from radius_bridge.simulator import FicSimulator
+from radius_bridge.simulator_state import SimulatorSettings
+from radius_bridge.simulator_users import SimUser
 
 ALL_ENDPOINTS = (
     fic.LOGIN, fic.PREVIEW, fic.AUTH, fic.AUTH_STATUS, fic.AUTH_BATCH, fic.USER_LIST,
@@ -243,3 +251,556 @@ def test_next_page_link_only_on_our_host() -> None:
         "https://fic.example:9696/api/v2/user?page=3")
     assert fic.next_page_url("https://evil.example/api/v2/user?page=2", here) is None
     assert fic.next_page_url(None, here) is None
+
+
+# ---- against the simulator --------------------------------------------------------------------
+
+CLIENT_SECRET = "demo-secret-Qx7-never-logged"
+USERS = [
+    SimUser("alice", "alice@example.com", "+15550100001", push="ignore"),
+    SimUser("bob", "bob@example.com", push="deny", push_delay=0.0),
+    SimUser("carol", "carol@example.com", "+15550100003", auth_method="SMS", code=None),
+    SimUser("dave", "dave@example.com", auth_method="Email", code=None),
+    SimUser("gina", "gina@example.com", bypass=True),
+    SimUser("hank", "hank@example.com", active=False),
+    SimUser("otto", "otto@example.com", code="012345"),
+]
+
+
+def start_simulator(**settings: Any) -> FicSimulator:
+    values: dict[str, Any] = {"seed": 7, "client_secret": CLIENT_SECRET, **settings}
+    clock = values.pop("clock", time.time)
+    simulator = FicSimulator(users=USERS, settings=SimulatorSettings(**values), clock=clock)
+    simulator.start()
+    return simulator
+
+
+@pytest.fixture
+def sim() -> Iterator[FicSimulator]:
+    simulator = start_simulator()
+    yield simulator
+    simulator.stop()
+
+
+ClientFactory = Callable[..., fic.FicClient]
+
+
+@pytest.fixture
+def connect() -> Iterator[ClientFactory]:
+    """Make clients for a simulator (fast timeouts, no real backoff sleeps); close them after."""
+    made: list[fic.FicClient] = []
+
+    def make(simulator: FicSimulator, **overrides: Any) -> fic.FicClient:
+        settings: dict[str, Any] = {
+            "base_url": simulator.base_url, "client_id": "demo-client",
+            "client_secret": Secret(CLIENT_SECRET), "connect_timeout": 1.0,
+            "read_timeout": 2.0, "backoff": 0.01, **overrides,
+        }
+        client = fic.FicClient(**settings)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+def requests_to(simulator: FicSimulator, endpoint: str) -> int:
+    count: int = simulator.counters()["requests"].get(endpoint, 0)
+    return count
+
+
+def test_login_once_then_reuse_token(sim: FicSimulator, connect: ClientFactory) -> None:
+    """Many calls share one login; on_login fires once per successful login."""
+    logins: list[int] = []
+    client = connect(sim, on_login=lambda: logins.append(1))
+    for _ in range(3):
+        client.preview("alice")
+    assert sim.counters()["logins"] == 1 and logins == [1]
+    client.login()
+    assert sim.counters()["logins"] == 2 and logins == [1, 1]
+
+
+@pytest.mark.parametrize(
+    ("client_id", "secret", "status"),
+    [("demo-client", "wrong-secret", 401), ("nobody", CLIENT_SECRET, 404),
+     ("demo-client", "bad secret", 400)],
+)
+def test_refused_credentials(
+    sim: FicSimulator, connect: ClientFactory, client_id: str, secret: str, status: int
+) -> None:
+    """A refused client id or secret raises FicCredentialsRefused without echoing the secret."""
+    client = connect(sim, client_id=client_id, client_secret=Secret(secret))
+    with pytest.raises(FicCredentialsRefused) as caught:
+        client.preview("alice")
+    assert caught.value.status == status and secret not in str(caught.value)
+    assert sim.counters()["logins"] == 0
+
+
+def test_token_renewed_margin_before_expiry(connect: ClientFactory) -> None:
+    """With a 3600 s token and a 60 s margin, the client logs in again after 3540 s of its clock."""
+    simulator = start_simulator(token_lifetime=3600.0)
+    now = [1000.0]
+    try:
+        client = connect(simulator, clock=lambda: now[0], renew_margin=60.0)
+        client.preview("alice")
+        now[0] += 3539.0
+        client.preview("alice")
+        assert simulator.counters()["logins"] == 1
+        now[0] += 2.0
+        client.preview("alice")
+        assert simulator.counters()["logins"] == 2
+    finally:
+        simulator.stop()
+
+
+def test_short_token_renewed_at_half_life(connect: ClientFactory) -> None:
+    """A token shorter than twice the margin is renewed at half its life."""
+    simulator = start_simulator(token_lifetime=100.0)
+    now = [0.0]
+    try:
+        client = connect(simulator, clock=lambda: now[0], renew_margin=60.0)
+        client.preview("alice")
+        now[0] = 49.0
+        client.preview("alice")
+        assert simulator.counters()["logins"] == 1
+        now[0] = 51.0
+        client.preview("alice")
+        assert simulator.counters()["logins"] == 2
+    finally:
+        simulator.stop()
+
+
+def test_expired_on_server_logs_in_again_once(connect: ClientFactory) -> None:
+    """A token FIC expired early (its clock) gets 401: one new login, one retry, success."""
+    server_now = [10_000.0]
+    simulator = start_simulator(clock=lambda: server_now[0])
+    try:
+        client = connect(simulator)
+        client.preview("alice")
+        server_now[0] += 4000.0
+        assert client.find_user("alice") is not None
+        assert simulator.counters()["logins"] == 2
+        assert requests_to(simulator, "GET /user") == 2
+    finally:
+        simulator.stop()
+
+
+def test_concurrent_callers_share_one_login(sim: FicSimulator, connect: ClientFactory) -> None:
+    """Twenty threads starting at once on a fresh client cause exactly one login."""
+    client = connect(sim)
+    barrier = threading.Barrier(20)
+
+    def call(_: int) -> None:
+        barrier.wait()
+        client.preview("alice")
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        list(pool.map(call, range(20)))
+    assert sim.counters()["logins"] == 1
+
+
+def test_connections_never_exceed_pool_size(connect: ClientFactory) -> None:
+    """Under 20 concurrent calls the client opens at most pool_size TCP connections."""
+    simulator = start_simulator(latency=0.02)
+    try:
+        client = connect(simulator, pool_size=3)
+        client.login()
+        with ThreadPoolExecutor(max_workers=20) as pool:
+            list(pool.map(lambda _: client.preview("alice"), range(20)))
+        counters = simulator.counters()
+        assert counters["tcp_connections"] <= 3
+        assert 2 <= counters["in_flight_max"] <= 3
+    finally:
+        simulator.stop()
+
+
+def test_preview_answers(sim: FicSimulator, connect: ClientFactory) -> None:
+    """Preview reports MFA with method and push, Bypass, Block with message, or unknown user."""
+    client = connect(sim)
+    alice = client.preview("alice", user_ip="192.0.2.10")
+    assert (alice.action, alice.auth_method, alice.push_enabled) == (
+        PreviewAction.MFA, AuthMethod.FTM, True)
+    carol = client.preview("carol")
+    assert (carol.auth_method, carol.push_enabled) == (AuthMethod.SMS, False)
+    assert client.preview("gina").action is PreviewAction.BYPASS
+    blocked = client.preview("hank")
+    assert blocked.action is PreviewAction.BLOCK and blocked.message
+    with pytest.raises(FicUnknownUser):
+        client.preview("nobody")
+
+
+def test_preview_account_disabled_is_rejected(connect: ClientFactory) -> None:
+    """A 402 (account disabled) is a refusal, not an outage."""
+    simulator = start_simulator(account_active=False)
+    try:
+        with pytest.raises(FicRejected) as caught:
+            connect(simulator).preview("alice")
+        assert caught.value.status == 402
+    finally:
+        simulator.stop()
+
+
+def test_verify_code_accepts_and_keeps_leading_zeros(
+    sim: FicSimulator, connect: ClientFactory
+) -> None:
+    """A correct code returns; "012345" is sent as a string so its leading zero survives."""
+    client = connect(sim)
+    client.verify_code("alice", "123456")
+    client.verify_code("otto", "012345")
+    assert sim.counters()["code_checks"] == {"alice": 1, "otto": 1}
+
+
+def test_wrong_code_401_is_rejected_without_resending(
+    sim: FicSimulator, connect: ClientFactory
+) -> None:
+    """A 401 for a wrong code, with a good bearer (probe answers), is FicRejected; sent once."""
+    client = connect(sim)
+    client.login()
+    with pytest.raises(FicRejected) as caught:
+        client.verify_code("alice", "654321")
+    assert type(caught.value) is FicRejected and caught.value.status == 401
+    counters = sim.counters()
+    assert counters["code_checks"] == {"alice": 1}
+    assert requests_to(sim, "POST /auth") == 1 and requests_to(sim, "GET /user") == 1
+    assert counters["logins"] == 1
+    assert "654321" not in str(caught.value)
+
+
+def test_expired_bearer_on_verify_relogs_and_resends_once(
+    sim: FicSimulator, connect: ClientFactory
+) -> None:
+    """A 401 with a refused bearer (probe 401 too) means the code was not judged: log in, resend."""
+    client = connect(sim)
+    client.login()
+    sim.expire_tokens()
+    client.verify_code("alice", "123456")
+    counters = sim.counters()
+    assert counters["code_checks"] == {"alice": 1}
+    assert requests_to(sim, "POST /auth") == 2 and counters["logins"] == 2
+
+
+def test_expired_bearer_and_wrong_code_is_judged_once(
+    sim: FicSimulator, connect: ClientFactory
+) -> None:
+    """After a bearer refresh the second 401 is the code's: FicRejected, one code check in FIC."""
+    client = connect(sim)
+    client.login()
+    sim.expire_tokens()
+    with pytest.raises(FicRejected):
+        client.verify_code("alice", "999999")
+    assert sim.counters()["code_checks"] == {"alice": 1}
+    assert requests_to(sim, "POST /auth") == 2 and requests_to(sim, "GET /user") == 1
+
+
+def test_wrong_code_400_needs_no_probe(connect: ClientFactory) -> None:
+    """When FIC says 400 for a wrong code there is no bearer doubt and no probe."""
+    simulator = start_simulator(wrong_code_status=400)
+    try:
+        with pytest.raises(FicRejected):
+            connect(simulator).verify_code("alice", "111111")
+        assert requests_to(simulator, "GET /user") == 0
+    finally:
+        simulator.stop()
+
+
+def test_lockout_is_reported_as_locked(connect: ClientFactory) -> None:
+    """After the realm's failure limit even a correct code gets FicUserLocked."""
+    simulator = start_simulator(lockout_threshold=2)
+    try:
+        client = connect(simulator)
+        for _ in range(2):
+            with pytest.raises(FicRejected):
+                client.verify_code("alice", "000000")
+        with pytest.raises(FicUserLocked):
+            client.verify_code("alice", "123456")
+    finally:
+        simulator.stop()
+
+
+def test_push_start_poll_and_batch(sim: FicSimulator, connect: ClientFactory) -> None:
+    """A push returns its auth id, polls waiting until answered, and shows in the batch."""
+    client = connect(sim)
+    auth_id = client.start_push("alice")
+    assert client.push_status(auth_id) is PushStatus.WAITING
+    assert client.finished_pushes() == {}
+    sim.approve(auth_id)
+    assert client.push_status(auth_id) is PushStatus.APPROVED
+    denied = client.start_push("bob")
+    assert client.push_status(denied) is PushStatus.DENIED
+    assert client.finished_pushes() == {auth_id: PushStatus.APPROVED, denied: PushStatus.DENIED}
+    assert sim.counters()["pushes"] == {"alice": 1, "bob": 1}
+
+
+@pytest.mark.parametrize(
+    "settings", [{"auth_status_shape": "list"}, {"push_start_status": 202},
+                 {"push_start_status": 201}],
+)
+def test_push_tolerates_answer_shapes(connect: ClientFactory, settings: dict[str, Any]) -> None:
+    """Push start with 200/201/202 and status as an object or one-element list both work."""
+    simulator = start_simulator(**settings)
+    try:
+        client = connect(simulator)
+        auth_id = client.start_push("alice")
+        simulator.deny(auth_id)
+        assert client.push_status(auth_id) is PushStatus.DENIED
+    finally:
+        simulator.stop()
+
+
+def test_unknown_auth_id_is_rejected_not_unknown_user(
+    sim: FicSimulator, connect: ClientFactory
+) -> None:
+    """An auth id FIC does not know is FicRejected, never mistaken for an unknown user."""
+    with pytest.raises(FicRejected) as caught:
+        connect(sim).push_status("no-such-auth")
+    assert type(caught.value) is FicRejected
+
+
+def test_batch_unsupported_is_rejected(connect: ClientFactory) -> None:
+    """Without the batch endpoint GET /auth is refused (the poller then asks per id)."""
+    simulator = start_simulator(batch_supported=False)
+    try:
+        with pytest.raises(FicRejected):
+            connect(simulator).finished_pushes()
+    finally:
+        simulator.stop()
+
+
+@pytest.mark.parametrize("returns_authid", [True, False])
+def test_send_code_delivers_and_verifies(connect: ClientFactory, returns_authid: bool) -> None:
+    """SMS/e-mail codes reach the outbox; the auth id is returned only when FIC gives one."""
+    simulator = start_simulator(code_send_returns_authid=returns_authid)
+    try:
+        client = connect(simulator)
+        auth_id = client.send_code("carol", AuthMethod.SMS)
+        assert (auth_id is not None) is returns_authid
+        client.send_code("dave", AuthMethod.EMAIL)
+        client.verify_code("carol", simulator.outbox("carol")[-1])
+        client.verify_code("dave", simulator.outbox("dave")[-1])
+    finally:
+        simulator.stop()
+
+
+def test_sms_without_mobile_is_rejected(sim: FicSimulator, connect: ClientFactory) -> None:
+    """Asking for an SMS for a user without a mobile number is refused."""
+    with pytest.raises(FicRejected):
+        connect(sim).send_code("dave", AuthMethod.SMS)
+
+
+def test_users_create_get_find_delete(sim: FicSimulator, connect: ClientFactory) -> None:
+    """A created user can be fetched, found by name, listed, deleted, and is then unknown."""
+    client = connect(sim)
+    created = client.create_user(username="zoe", email="zoe@example.com",
+                                 mobile_number="+15550100099", auth_method=AuthMethod.SMS)
+    assert (created.username, created.auth_method) == ("zoe", "SMS")
+    assert client.get_user(created.id) == created
+    found = client.find_user("ZOE")
+    assert found is not None and found.id == created.id
+    assert "zoe" in [user.username for user in client.list_users()]
+    assert [user.username for user in client.list_users(username="zoe")] == ["zoe"]
+    client.delete_user(created.id)
+    assert client.find_user("zoe") is None
+    with pytest.raises(FicUnknownUser):
+        client.get_user(created.id)
+    with pytest.raises(FicUnknownUser):
+        client.delete_user(created.id)
+
+
+def test_duplicate_user_is_rejected(sim: FicSimulator, connect: ClientFactory) -> None:
+    """Creating an existing user name is refused with FIC's status (409)."""
+    with pytest.raises(FicRejected) as caught:
+        connect(sim).create_user(username="alice", email="a2@example.com")
+    assert caught.value.status == 409
+
+
+def test_delete_conflict_is_not_a_user_lockout(connect: ClientFactory) -> None:
+    """409 "application locked by a pending task" is a plain refusal, not FicUserLocked."""
+    simulator = start_simulator(delete_conflict=True)
+    try:
+        client = connect(simulator)
+        user = client.find_user("alice")
+        assert user is not None
+        with pytest.raises(FicRejected) as caught:
+            client.delete_user(user.id)
+        assert type(caught.value) is FicRejected and caught.value.status == 409
+    finally:
+        simulator.stop()
+
+
+def test_iter_users_follows_pages(sim: FicSimulator, connect: ClientFactory) -> None:
+    """The v2 list is read page by page through Link rel=next until the last page."""
+    for number in range(25):
+        sim.add_user(SimUser(f"user{number:02d}", f"user{number:02d}@example.com"))
+    users = list(connect(sim).iter_users(limit=20))
+    assert len(users) == len(USERS) + 25
+    assert len({user.id for user in users}) == len(users)
+    assert requests_to(sim, "GET /v2/user") == 2
+
+
+@pytest.mark.parametrize("requires_token", [False, True])
+def test_version_with_or_without_token(connect: ClientFactory, requires_token: bool) -> None:
+    """The version is read without a login, or with one when FIC demands a bearer."""
+    simulator = start_simulator(version_requires_token=requires_token)
+    try:
+        assert connect(simulator).version() == "2.5.0"
+        assert simulator.counters()["logins"] == (1 if requires_token else 0)
+    finally:
+        simulator.stop()
+
+
+# ---- failures, retries and time bounds ----------------------------------------------------------
+
+
+def test_get_retries_5xx_with_backoff(sim: FicSimulator, connect: ClientFactory) -> None:
+    """A GET that meets two 5xx is retried with exponential backoff and then succeeds."""
+    sleeps: list[float] = []
+    client = connect(sim, sleep=sleeps.append, backoff=0.05)
+    auth_id = client.start_push("alice")
+    sim.inject_fault("503", endpoint="GET /auth/*", count=2)
+    assert client.push_status(auth_id) is PushStatus.WAITING
+    assert sleeps == [0.05, 0.1]
+    assert requests_to(sim, "GET /auth/{id}") == 3
+
+
+def test_get_gives_up_after_retries(sim: FicSimulator, connect: ClientFactory) -> None:
+    """When every attempt gets 5xx, the GET fails as FicUnavailable after get_retries retries."""
+    client = connect(sim, sleep=lambda _: None, get_retries=2)
+    sim.inject_fault("500", endpoint="GET /auth")
+    with pytest.raises(FicUnavailable) as caught:
+        client.finished_pushes()
+    assert caught.value.status == 500
+    assert requests_to(sim, "GET /auth") == 3
+
+
+@pytest.mark.parametrize("kind", ["500", "503", "reset"])
+def test_post_auth_is_never_retried(sim: FicSimulator, connect: ClientFactory, kind: str) -> None:
+    """A push start that fails is not sent again (a second push would reach the phone)."""
+    client = connect(sim, sleep=lambda _: None)
+    client.login()
+    sim.inject_fault(kind, endpoint="POST /auth", count=1)
+    with pytest.raises(FicUnavailable) as caught:
+        client.start_push("alice")
+    assert caught.value.reached_fic is True
+    assert requests_to(sim, "POST /auth") == 1
+
+
+def test_get_retried_after_connection_reset(sim: FicSimulator, connect: ClientFactory) -> None:
+    """A reset connection on a GET is retried on a fresh connection."""
+    client = connect(sim, sleep=lambda _: None)
+    auth_id = client.start_push("alice")
+    sim.inject_fault("reset", endpoint="GET /auth/*", count=1)
+    assert client.push_status(auth_id) is PushStatus.WAITING
+
+
+def test_login_retried_after_connection_reset(sim: FicSimulator, connect: ClientFactory) -> None:
+    """POST /login may be retried after a connection error (it has no side effect on users)."""
+    sim.inject_fault("reset", endpoint="POST /login", count=1)
+    connect(sim, sleep=lambda _: None).login()
+    assert requests_to(sim, "POST /login") == 2 and sim.counters()["logins"] == 1
+
+
+def test_hang_times_out_within_read_timeout(sim: FicSimulator, connect: ClientFactory) -> None:
+    """A FIC that never answers costs the read timeout, then FicUnavailable; no retry of POST."""
+    calls: list[fic.FicCall] = []
+    client = connect(sim, read_timeout=0.3, observer=calls.append)
+    client.login()
+    sim.inject_fault("hang", endpoint="POST /auth", delay=5.0)
+    started = time.monotonic()
+    with pytest.raises(FicUnavailable) as caught:
+        client.verify_code("alice", "123456")
+    assert time.monotonic() - started < 1.5
+    assert "0.3 s" in str(caught.value)
+    assert calls[-1] == fic.FicCall("POST /auth", None, calls[-1].seconds, "timeout")
+    assert requests_to(sim, "POST /auth") == 1
+
+
+def test_per_call_timeout_overrides_read_timeout(sim: FicSimulator, connect: ClientFactory) -> None:
+    """timeout= bounds one call (what the NAS still waits), even when read_timeout is longer."""
+    client = connect(sim, read_timeout=5.0)
+    client.login()
+    sim.inject_fault("hang", endpoint="GET /auth/*", delay=5.0)
+    started = time.monotonic()
+    with pytest.raises(FicUnavailable):
+        client.push_status("any", timeout=0.3)
+    assert time.monotonic() - started < 1.5
+
+
+def test_refused_connection_is_unavailable_fast(sim: FicSimulator, connect: ClientFactory) -> None:
+    """With FIC not listening, calls fail fast as FicUnavailable that never reached FIC."""
+    client = connect(sim, sleep=lambda _: None)
+    sim.refuse_connections()
+    started = time.monotonic()
+    with pytest.raises(FicUnavailable) as caught:
+        client.preview("alice")
+    assert time.monotonic() - started < 1.5
+    assert caught.value.reached_fic is False
+    assert "connection" in str(caught.value).lower()
+
+
+def test_429_within_budget_is_waited_out(sim: FicSimulator, connect: ClientFactory) -> None:
+    """A GET answered 429 with a short Retry-After sleeps that long and tries again."""
+    sleeps: list[float] = []
+    client = connect(sim, sleep=sleeps.append)
+    auth_id = client.start_push("alice")
+    sim.inject_fault("429", endpoint="GET /auth/*", count=1, retry_after=0.5)
+    assert client.push_status(auth_id) is PushStatus.WAITING
+    assert sleeps == [0.5]
+
+
+def test_429_beyond_budget_raises_rate_limited(sim: FicSimulator, connect: ClientFactory) -> None:
+    """A Retry-After longer than the call's budget is not slept: FicRateLimited at once."""
+    sleeps: list[float] = []
+    client = connect(sim, sleep=sleeps.append)
+    sim.inject_fault("429", endpoint="GET /auth", count=1, retry_after=300)
+    with pytest.raises(FicRateLimited) as caught:
+        client.finished_pushes()
+    assert caught.value.retry_after == 300 and sleeps == []
+
+
+def test_429_on_post_auth_is_not_retried(sim: FicSimulator, connect: ClientFactory) -> None:
+    """A throttled push start raises FicRateLimited (safe for failmode: FIC did not act)."""
+    sleeps: list[float] = []
+    client = connect(sim, sleep=sleeps.append)
+    sim.inject_fault("429", endpoint="POST /auth", count=1, retry_after=1)
+    with pytest.raises(FicRateLimited) as caught:
+        client.start_push("alice")
+    assert caught.value.reached_fic is False and sleeps == []
+    assert requests_to(sim, "POST /auth") == 1
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "call"),
+    [
+        ("GET /auth/*", lambda client: client.push_status("x")),
+        ("POST /auth", lambda client: client.start_push("alice")),
+        ("POST /auth/preview", lambda client: client.preview("alice")),
+        ("POST /login", lambda client: client.login()),
+    ],
+)
+def test_malformed_json_is_protocol_error(
+    sim: FicSimulator, connect: ClientFactory, endpoint: str,
+    call: Callable[[fic.FicClient], object],
+) -> None:
+    """A truncated JSON body (even one that mentions "authenticated") is FicProtocolError."""
+    calls: list[fic.FicCall] = []
+    client = connect(sim, observer=calls.append)
+    if endpoint != "POST /login":
+        client.login()
+    sim.inject_fault("malformed_json", endpoint=endpoint, count=1)
+    with pytest.raises(FicProtocolError):
+        call(client)
+    assert calls[-1].outcome == "bad_response"
+
+
+def test_observer_sees_every_call(sim: FicSimulator, connect: ClientFactory) -> None:
+    """The observer gets endpoint, status and outcome for each HTTP exchange, errors included."""
+    calls: list[fic.FicCall] = []
+    client = connect(sim, observer=calls.append)
+    client.preview("alice")
+    with pytest.raises(FicUnknownUser):
+        client.preview("nobody")
+    assert [(c.endpoint, c.status, c.outcome) for c in calls] == [
+        ("POST /login", 201, "ok"), ("POST /auth/preview", 200, "ok"),
+        ("POST /auth/preview", 400, "http_error")]
+    assert all(call.seconds >= 0 for call in calls)
