@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import re
 import threading
 import time
@@ -140,8 +141,12 @@ def parse_retry_after(header: str | None, message: str, *, now: float) -> float 
     """
     if header:
         value = header.strip()
-        if value.isdigit():
-            return float(value)
+        try:  # RFC 9110 §10.2.3 says whole seconds; a fraction is read rather than dropped
+            seconds = float(value)
+        except ValueError:
+            seconds = math.nan
+        if math.isfinite(seconds) and seconds >= 0:
+            return seconds
         try:
             moment = email.utils.parsedate_to_datetime(value)
         except (TypeError, ValueError):
@@ -370,7 +375,7 @@ class _Failure:
     reached_fic: bool  # False only when the request certainly never left (connect phase)
 
 
-def _transport_failure(exc: requests.RequestException, read_timeout: float) -> _Failure:
+def _transport_failure(exc: Exception, read_timeout: float) -> _Failure:
     """The failure below HTTP, classified; the detail names the cause in a few words."""
     cause = _root_cause(exc)
     before_request = _failed_while_connecting(exc)
@@ -721,7 +726,8 @@ class FicClient:
             status, content = response.status_code, response.content
             retry_header = response.headers.get("Retry-After")
             next_link = response.links.get("next", {}).get("url")
-        except requests.RequestException as exc:
+        # requests' errors are OSErrors; a few urllib3 errors (bad URL parts) escape unwrapped.
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
             failure = _transport_failure(exc, read)
             self._report(endpoint, None, started, failure.outcome)
             error = FicUnavailable(endpoint, _scrub(failure.detail, sensitive),
