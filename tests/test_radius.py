@@ -319,6 +319,14 @@ def test_password_that_is_not_utf8_is_malformed(codec: RadiusCodec) -> None:
         decode(codec, data, require=False)
 
 
+@pytest.mark.parametrize("length", [5, 17, 144])
+def test_password_length_must_be_blocks_up_to_128(codec: RadiusCodec, length: int) -> None:
+    """RFC 2865 §5.2: a hidden password of another length is malformed, whatever it hides."""
+    data = request_bytes([avp(1, b"alice"), avp(2, hidden(b"p" * 144)[:length])])
+    with pytest.raises(MalformedPacket, match="multiple of 16"):
+        decode(codec, data)
+
+
 def test_wrong_secret_without_message_authenticator_is_detected(codec: RadiusCodec) -> None:
     """Without a MA a wrong secret garbles the password, and garbage is not silently dropped."""
     garbled = 0
