@@ -37,16 +37,18 @@ import contextlib
 import json
 import signal
 import socket
+import ssl
+import struct
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, fields
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import FrameType, TracebackType
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, unquote
 
 from radius_bridge.errors import ConfigError
 from radius_bridge.simulator_state import (
@@ -69,6 +71,9 @@ from radius_bridge.simulator_users import (
 
 DEFAULT_PORT = 9696  # FIC's documented API port (fic-api.md §1)
 MAX_BODY = 1 << 20
+# Idle keep-alive connections are closed after this long, as web servers in front of FIC do;
+# it also frees the connection's thread.
+IDLE_TIMEOUT = 120.0
 _SETTING_NAMES = frozenset(f.name for f in fields(SimulatorSettings))
 
 
@@ -77,8 +82,14 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], simulator: FicSimulator) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        simulator: FicSimulator,
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         self.simulator = simulator
+        self.tls = tls
         self.stopped = False
         super().__init__(address, _Handler)
 
@@ -96,6 +107,12 @@ class _Server(ThreadingHTTPServer):
             if self.stopped:
                 connection.close()
                 break
+            if self.tls is not None:
+                # The handshake happens on the connection's own thread (see _Handler.setup),
+                # so a slow or broken TLS client cannot stall the accept loop.
+                connection = self.tls.wrap_socket(
+                    connection, server_side=True, do_handshake_on_connect=False
+                )
             self.process_request(connection, address)
 
     def stop_accepting(self) -> None:
@@ -120,9 +137,13 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "FIC-simulator"
     sys_version = ""
+    timeout = IDLE_TIMEOUT
     server: _Server
 
     def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(self.timeout)
+            self.request.do_handshake()
         super().setup()
         # One write per response, and no Nagle delay against the client's delayed ACK.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -210,9 +231,7 @@ class _Handler(BaseHTTPRequestHandler):
         """Drop the connection without an answer (SO_LINGER 0 makes the close an RST)."""
         self.close_connection = True
         try:
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, (1).to_bytes(4, sys.byteorder) * 2
-            )
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
         except OSError:
             pass
@@ -230,13 +249,14 @@ class FicSimulator:
         *,
         users: Iterable[SimUser] = (),
         settings: SimulatorSettings = SimulatorSettings(),  # noqa: B008 - frozen value
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.state = SimulatorState(users=users, settings=settings, clock=clock)
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._host = "127.0.0.1"
         self._port = 0
+        self._tls: ssl.SSLContext | None = None
         self._stopping = threading.Event()
         self._conn_lock = threading.Lock()
         self._connections: set[socket.socket] = set()
@@ -244,18 +264,25 @@ class FicSimulator:
 
     # ----------------------------------------------------------------- lifecycle
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Listen on ``host:port`` (0 picks a free port); return the ``/api/v1`` base URL."""
+    def start(
+        self, host: str = "127.0.0.1", port: int = 0, *, tls: ssl.SSLContext | None = None
+    ) -> str:
+        """Listen on ``host:port`` (0 picks a free port); return the ``/api/v1`` base URL.
+
+        With ``tls`` (a server-side ``ssl.SSLContext`` holding a certificate) it serves HTTPS,
+        as FIC does, so a client's certificate verification can be exercised.
+        """
         if self._server is not None:
             raise RuntimeError("the simulator is already running")
         self._stopping.clear()
         self._host = host
+        self._tls = tls
         self._listen(port)
         return self.base_url
 
     def _listen(self, port: int) -> None:
         server_class = _Server6 if ":" in self._host else _Server
-        server = server_class((self._host, port), self)
+        server = server_class((self._host, port), self, self._tls)
         self._port = server.server_address[1]
         thread = threading.Thread(
             target=server.accept_forever,
@@ -275,7 +302,7 @@ class FicSimulator:
         if thread.is_alive():
             # Where shutdown() does not wake a blocked accept(), one connection does.
             with contextlib.suppress(OSError), socket.create_connection(
-                server.server_address[:2], timeout=1.0
+                (self._host, self._port), timeout=1.0
             ):
                 pass
             thread.join()
@@ -322,7 +349,8 @@ class FicSimulator:
             host = "127.0.0.1"
         if ":" in host:
             host = f"[{host}]"
-        return f"http://{host}:{self._port}"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{host}:{self._port}"
 
     @property
     def base_url(self) -> str:
@@ -425,6 +453,7 @@ class FicSimulator:
             return
         path, _, query = handler.path.partition("?")
         started = time.monotonic()
+        response: SimResponse | None
         if path == "/_sim" or path.startswith("/_sim/"):
             response = self._control(handler.command, path, query, body)
             handler.send(response)
@@ -458,7 +487,7 @@ class FicSimulator:
                     handler.reset()
                     return route_.template, None
                 elif kind == "429":
-                    headers = ()
+                    headers: tuple[tuple[str, str], ...] = ()
                     if fault.retry_after is not None:
                         headers = (("Retry-After", f"{fault.retry_after:g}"),)
                     message = state.error_response(429, "Too many requests").body
@@ -474,7 +503,7 @@ class FicSimulator:
                     query=query,
                     authorization=handler.headers.get("Authorization"),
                     body=body,
-                    origin=f"http://{host}",
+                    origin=f"{'https' if self._tls is not None else 'http'}://{host}",
                 )
             handler.send(response, raw)
             return route_.template, response
@@ -484,7 +513,7 @@ class FicSimulator:
     # ----------------------------------------------------------------- control endpoints
 
     def _control(self, method: str, path: str, query: str, body: bytes) -> SimResponse:
-        parts = [p for p in path.split("/") if p][1:]
+        parts = [unquote(p) for p in path.split("/") if p][1:]
         try:
             data = json.loads(body) if body.strip() else {}
         except (UnicodeDecodeError, ValueError):
@@ -624,6 +653,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="GET /auth (batch) answers 404")
     parser.add_argument("--rate-limit", metavar="N/SECONDS", type=_rate_limit,
                         help="trial-style limit, e.g. 60/300 -> 429 beyond it")
+    parser.add_argument("--tls-cert", metavar="FILE",
+                        help="serve HTTPS with this PEM certificate (needs --tls-key)")
+    parser.add_argument("--tls-key", metavar="FILE", help="PEM private key for --tls-cert")
     parser.add_argument("--verbose", action="store_true",
                         help="print one line per request (route and status, no secrets)")
 
@@ -643,6 +675,22 @@ def settings_from_args(args: argparse.Namespace) -> SimulatorSettings:
     )
 
 
+def tls_context_from_args(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """A server TLS context from ``--tls-cert``/``--tls-key``, or ``None`` for plain HTTP."""
+    cert, key = getattr(args, "tls_cert", None), getattr(args, "tls_key", None)
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise ValueError("--tls-cert and --tls-key must be given together")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as exc:
+        # The message names the files, never their content.
+        raise ValueError(f"cannot load --tls-cert {cert} / --tls-key {key}: {exc}") from None
+    return context
+
+
 def run_from_args(args: argparse.Namespace) -> int:
     """Run the simulator in the foreground until SIGINT/SIGTERM; 0 on a clean stop.
 
@@ -652,12 +700,13 @@ def run_from_args(args: argparse.Namespace) -> int:
     try:
         settings = settings_from_args(args)
         users = load_users(args.users) if args.users else demo_users()
+        tls = tls_context_from_args(args)
     except (ConfigError, ValueError) as exc:
         print(f"radius-bridge simulator: {exc}", file=sys.stderr)
         return 78
     simulator = FicSimulator(users=users, settings=settings)
     try:
-        base_url = simulator.start(args.host, args.port)
+        simulator.start(args.host, args.port, tls=tls)
     except OSError as exc:
         print(f"radius-bridge simulator: cannot listen on {args.host}:{args.port}: "
               f"{exc.strerror}", file=sys.stderr)

@@ -6,6 +6,7 @@ import argparse
 import base64
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -30,6 +31,7 @@ from radius_bridge.simulator import (
     load_users,
     run_from_args,
     settings_from_args,
+    tls_context_from_args,
     totp_code,
 )
 from radius_bridge.simulator_state import Fault, endpoint_matches, route
@@ -1261,3 +1263,39 @@ def test_run_from_args_serves_until_sigterm() -> None:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+@pytest.fixture
+def certificate(tmp_path: Path) -> tuple[Path, Path]:
+    """A throw-away self-signed certificate for 127.0.0.1, made with the openssl CLI."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not installed")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=30,
+    )
+    return cert, key
+
+
+def test_https_with_certificate(certificate: tuple[Path, Path]) -> None:
+    """With a TLS context the simulator serves HTTPS; an untrusted certificate is refused."""
+    cert, key = certificate
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    context = tls_context_from_args(
+        parser.parse_args(["--tls-cert", str(cert), "--tls-key", str(key)])
+    )
+    with FicSimulator(users=demo_users()) as sim, requests.Session() as session:
+        sim.stop()
+        base_url = sim.start(tls=context)
+        assert base_url.startswith("https://127.0.0.1:")
+        login = session.post(f"{base_url}/login", verify=str(cert), timeout=TIMEOUT,
+                             json={"client_id": "demo-client", "client_secret": "demo-secret"})
+        assert login.status_code == 201
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(f"{sim.origin}/version", timeout=TIMEOUT)
+    with pytest.raises(ValueError, match="together"):
+        tls_context_from_args(parser.parse_args(["--tls-cert", str(cert)]))
