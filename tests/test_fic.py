@@ -3,14 +3,21 @@ the real FIC simulator over HTTP on 127.0.0.1 (port 0)."""
 
 from __future__ import annotations
 
+import datetime
 import email.utils
+import ipaddress
+import json
+import logging
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import structlog
 
 from radius_bridge import fic
 from radius_bridge.errors import (
@@ -804,3 +811,261 @@ def test_observer_sees_every_call(sim: FicSimulator, connect: ClientFactory) -> 
         ("POST /login", 201, "ok"), ("POST /auth/preview", 200, "ok"),
         ("POST /auth/preview", 400, "http_error")]
     assert all(call.seconds >= 0 for call in calls)
+
+
+# ---- a scripted FIC for what the simulator does not do (TLS, echoes, odd statuses) --------------
+
+Responder = Callable[[str, bytes], tuple[int, object, dict[str, str]]]
+
+
+class ScriptedFic:
+    """A small HTTP(S) server on 127.0.0.1: "METHOD /path" -> responder(query, body); records
+    every request's method, path, headers and body."""
+
+    def __init__(self, script: dict[str, Responder], tls: ssl.SSLContext | None = None) -> None:
+        self.requests: list[tuple[str, str, dict[str, str], bytes]] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return
+
+            def do_GET(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                path, _, query = self.path.partition("?")
+                outer.requests.append((self.command, self.path, dict(self.headers), body))
+                responder = script.get(f"{self.command} {path}")
+                status, answer, headers = (
+                    responder(query, body) if responder else (404, {"error": "Not Found"}, {}))
+                payload = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_POST = do_DELETE = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
+        scheme = "https" if tls is not None else "http"
+        self.base_url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+SCRIPTED_TOKEN = "tok-4f9a1c77e2b0-never-logged"
+
+
+def _login(query: str, body: bytes) -> tuple[int, object, dict[str, str]]:
+    return 201, {"access_token": SCRIPTED_TOKEN, "expires_in": 3600}, {}
+
+
+def _echo(status: int) -> Responder:
+    """An error answer that repeats the request body, as a careless server might."""
+    return lambda query, body: (status, {"message": f"cannot accept {body.decode()}"}, {})
+
+
+@pytest.fixture
+def scripted() -> Iterator[Callable[..., ScriptedFic]]:
+    servers: list[ScriptedFic] = []
+
+    def make(script: dict[str, Responder], tls: ssl.SSLContext | None = None) -> ScriptedFic:
+        server = ScriptedFic({"POST /api/v1/login": _login, **script}, tls)
+        servers.append(server)
+        return server
+
+    yield make
+    for server in servers:
+        server.stop()
+
+
+def scripted_client(server: ScriptedFic, **overrides: Any) -> fic.FicClient:
+    return fic.FicClient(base_url=server.base_url, client_id="demo-client",
+                         client_secret=Secret(CLIENT_SECRET), connect_timeout=1.0,
+                         read_timeout=2.0, sleep=lambda _: None, **overrides)
+
+
+def test_requests_carry_bearer_json_and_string_token(scripted: Callable[..., ScriptedFic]) -> None:
+    """Calls send Bearer auth and JSON; the code goes as a JSON string, leading zeros kept."""
+    server = scripted({"POST /api/v1/auth": lambda q, b: (200, {}, {})})
+    with scripted_client(server) as client:
+        client.verify_code("alice", "000123")
+    method, path, headers, body = server.requests[-1]
+    assert (method, path) == ("POST", "/api/v1/auth")
+    assert headers["Authorization"] == f"Bearer {SCRIPTED_TOKEN}"
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {"username": "alice", "token": "000123"}
+    assert "Authorization" not in server.requests[0][2]
+
+
+def test_echoed_secrets_are_scrubbed_from_errors(scripted: Callable[..., ScriptedFic]) -> None:
+    """An error body repeating our code or client secret is cut and masked in the exception."""
+    server = scripted({"POST /api/v1/auth": _echo(400)})
+    with scripted_client(server) as client, pytest.raises(FicRejected) as caught:
+        client.verify_code("alice", "424242")
+    assert "424242" not in str(caught.value) and "***" in str(caught.value)
+    refusing = scripted({"POST /api/v1/login": _echo(401)})
+    with scripted_client(refusing) as client, pytest.raises(FicCredentialsRefused) as refused:
+        client.login()
+    assert CLIENT_SECRET not in str(refused.value)
+    long_body = scripted({"GET /api/v1/auth": lambda q, b: (500, "x" * 5000, {})})
+    with scripted_client(long_body, get_retries=0) as client, pytest.raises(FicUnavailable) as cut:
+        client.finished_pushes()
+    assert len(cut.value.detail) <= fic.MESSAGE_LIMIT
+
+
+def test_iter_users_falls_back_to_v1(scripted: Callable[..., ScriptedFic]) -> None:
+    """Where /api/v2/user does not exist (404), the v1 list is used instead."""
+    user = {"id": "r1", "username": "alice"}
+    server = scripted({"GET /api/v1/user": lambda q, b: (200, [user], {})})
+    with scripted_client(server) as client:
+        assert [u.username for u in client.iter_users()] == ["alice"]
+    assert [path.partition("?")[0] for _, path, _, _ in server.requests[1:]] == [
+        "/api/v2/user", "/api/v1/user"]
+
+
+def test_next_link_to_another_host_is_not_followed(scripted: Callable[..., ScriptedFic]) -> None:
+    """A rel=next pointing at a foreign host ends the listing: the bearer never goes there."""
+    link = {"Link": '<https://elsewhere.example/api/v2/user?page=2>; rel="next"'}
+    server = scripted({"GET /api/v2/user": lambda q, b: (200, [{"id": "1", "username": "a"}],
+                                                          link)})
+    with scripted_client(server) as client:
+        assert len(list(client.iter_users())) == 1
+
+
+def test_redirect_is_not_followed(scripted: Callable[..., ScriptedFic]) -> None:
+    """A 3xx is a protocol error; the request (and its bearer) is not sent to the Location."""
+    server = scripted({"POST /api/v1/auth": lambda q, b: (
+        307, {}, {"Location": "http://127.0.0.1:9/api/v1/auth"})})
+    with scripted_client(server) as client, pytest.raises(FicProtocolError):
+        client.start_push("alice")
+    assert len(server.requests) == 2
+
+
+def test_retry_after_http_date_is_honoured(scripted: Callable[..., ScriptedFic]) -> None:
+    """Retry-After as an HTTP date is turned into seconds for FicRateLimited."""
+    later = email.utils.formatdate(time.time() + 120, usegmt=True)
+    server = scripted({"POST /api/v1/auth": lambda q, b: (429, {}, {"Retry-After": later})})
+    with scripted_client(server) as client, pytest.raises(FicRateLimited) as caught:
+        client.start_push("alice")
+    assert caught.value.retry_after is not None and 100 < caught.value.retry_after <= 120
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
+    """A self-signed certificate for 127.0.0.1 and its key, as PEM files."""
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    cert_path, key_path = folder / "cert.pem", folder / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def _tls_server(scripted: Callable[..., ScriptedFic], tls_files: tuple[str, str]) -> ScriptedFic:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls_files)
+    return scripted({"GET /version": lambda q, b: (200, {"FIC server": "9.9"}, {})}, context)
+
+
+def test_tls_certificate_is_verified(
+    scripted: Callable[..., ScriptedFic], tls_files: tuple[str, str]
+) -> None:
+    """An untrusted certificate fails clearly as a TLS error; trusted via ca_bundle it works."""
+    server = _tls_server(scripted, tls_files)
+    with scripted_client(server) as client, pytest.raises(FicUnavailable) as caught:
+        client.version()
+    assert "TLS" in str(caught.value) and "certificate" in str(caught.value)
+    assert caught.value.reached_fic is False
+    with scripted_client(server, ca_bundle=tls_files[0]) as trusting:
+        assert trusting.version() == "9.9"
+
+
+def test_tls_to_a_plain_http_port_says_tls(sim: FicSimulator, connect: ClientFactory) -> None:
+    """Speaking TLS to a server that does not is reported as a TLS failure, quickly."""
+    client = connect(sim, base_url=sim.origin.replace("http://", "https://"))
+    started = time.monotonic()
+    with pytest.raises(FicUnavailable) as caught:
+        client.version()
+    assert "TLS" in str(caught.value) and time.monotonic() - started < 1.5
+
+
+def test_missing_ca_bundle_is_unavailable_not_a_crash(
+    scripted: Callable[..., ScriptedFic], tls_files: tuple[str, str]
+) -> None:
+    """A CA bundle path that does not exist gives FicUnavailable naming the problem."""
+    server = _tls_server(scripted, tls_files)
+    with scripted_client(server, ca_bundle="/nonexistent/ca.pem") as client, pytest.raises(
+        FicUnavailable
+    ) as caught:
+        client.version()
+    assert "/nonexistent/ca.pem" in str(caught.value)
+
+
+# ---- no secret in any log or error --------------------------------------------------------------
+
+
+def test_no_secret_token_or_code_in_logs_or_errors(
+    sim: FicSimulator, scripted: Callable[..., ScriptedFic], connect: ClientFactory,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Through logins, codes, re-logins and errors, no secret, token or code reaches a log."""
+    caplog.set_level(logging.DEBUG)
+    codes = ["123456", "864213", "012345"]
+    errors: list[str] = []
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    try:
+        with structlog.testing.capture_logs() as captured:
+            client = connect(sim)
+            client.verify_code("alice", codes[0])
+            sim.expire_tokens()
+            for username, code in (("alice", codes[1]), ("otto", codes[2])):
+                try:
+                    client.verify_code(username, code)
+                except FicRejected as error:
+                    errors.append(str(error))
+            echo = scripted({"POST /api/v1/auth": _echo(400)})
+            with scripted_client(echo) as echoing:
+                for code in codes:
+                    try:
+                        echoing.verify_code("alice", code)
+                    except FicRejected as error:
+                        errors.append(str(error))
+    finally:
+        structlog.configure(**saved)
+    assert any(entry["event"] == "fic.call" for entry in captured)  # the capture saw our logs
+    text = "\n".join([repr(captured), caplog.text, *errors])
+    for secret in (CLIENT_SECRET, SCRIPTED_TOKEN, *codes):
+        assert secret not in text
+    assert all(entry["log_level"] == "debug" for entry in captured)
