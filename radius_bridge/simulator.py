@@ -398,7 +398,16 @@ class FicSimulator:
         retry_after: float | None = None,
         delay: float | None = None,
     ) -> Fault:
-        """Make matching API requests fail; see ``Fault`` and the kinds in FAULT_KINDS."""
+        """Make the next ``count`` (None: all) API requests matching ``endpoint`` fail.
+
+        ``endpoint``: ``"*"``, ``"POST /auth"``, ``"GET /auth/*"``, ``"/login"`` (any method).
+        Kinds: ``"500"``/``"502"``/``"503"`` answer that status with a JSON error;
+        ``"429"`` adds ``Retry-After: retry_after`` when given; ``"reset"`` drops the
+        connection with an RST and no answer; ``"malformed_json"`` answers 200 with a
+        truncated JSON body; ``"hang"`` (default 30 s) and ``"slow"`` (default 1 s) wait
+        ``delay`` seconds, then process and answer normally. Only ``hang``/``slow`` requests
+        reach the FIC logic; the others never do (no push is sent, no code checked).
+        """
         fault = Fault(kind, endpoint, count, retry_after, delay)
         self.state.add_fault(fault)
         return fault

@@ -62,36 +62,37 @@ class SimulatorSettings:
     ``push_expiry``, ``batch_supported``, ``version_requires_token``.
     """
 
+    # Credentials the simulator accepts at POST /login (demo values, never real ones).
     client_id: str = "demo-client"
     client_secret: str = field(default="demo-secret", repr=False)
-    token_lifetime: float = 3600.0
-    login_revokes_previous: bool = False
-    latency: float = 0.0
-    wrong_code_status: int = 401
-    lockout_status: int = 403
-    push_start_status: int = 200
-    auth_status_shape: str = "object"
-    unknown_auth_status: int = 400
-    error_key: str = "error"
-    duplicate_user_status: int = 409
-    code_send_returns_authid: bool = True
-    code_length: int = 6
-    code_expiry: float = 300.0
-    codes_single_use: bool = True
-    lockout_threshold: int = 7
-    lockout_period: float = 60.0
-    rate_limit: tuple[int, float] | None = None
-    rate_limit_retry_after: bool = False
-    push_expiry: float | None = None
-    push_disabled_realms: frozenset[str] = frozenset()
-    delete_conflict: bool = False
-    batch_supported: bool = True
-    sms_credit: int | None = None
-    account_active: bool = True
-    version_requires_token: bool = False
-    new_users_activated: bool = True
-    seed: int | None = None
-    verbose: bool = False
+    token_lifetime: float = 3600.0  # expires_in of issued tokens, seconds
+    login_revokes_previous: bool = False  # (I) a new login invalidates older tokens
+    latency: float = 0.0  # seconds added to every API request (not to /_sim/)
+    wrong_code_status: int = 401  # (I) status of a wrong, reused or expired code
+    lockout_status: int = 403  # (I) status while the user is locked out
+    push_start_status: int = 200  # (I) 2xx of a started push
+    auth_status_shape: str = "object"  # (I) GET /auth/{id}: "object" or one-element "list"
+    unknown_auth_status: int = 400  # (I) unknown or expired auth ID: 400 or 404
+    error_key: str = "error"  # (I) key of the message in error bodies
+    duplicate_user_status: int = 409  # (I) POST /user with an existing username
+    code_send_returns_authid: bool = True  # (I) SMS/e-mail send answers {"authid"} or {}
+    code_length: int = 6  # digits of SMS/e-mail codes
+    code_expiry: float = 300.0  # seconds an SMS/e-mail code stays valid
+    codes_single_use: bool = True  # (I) a code is refused a second time in its 30 s step
+    lockout_threshold: int = 7  # consecutive failures that lock the user
+    lockout_period: float = 60.0  # seconds a lockout lasts
+    rate_limit: tuple[int, float] | None = None  # (count, window seconds) -> 429 beyond
+    rate_limit_retry_after: bool = False  # send Retry-After on rate-limit 429s
+    push_expiry: float | None = None  # (I) seconds after which an auth ID is unknown
+    push_disabled_realms: frozenset[str] = frozenset()  # realms with push turned off
+    delete_conflict: bool = False  # DELETE /user/{id} answers 409 (pending task)
+    batch_supported: bool = True  # False: GET /auth (batch) answers 404
+    sms_credit: int | None = None  # SMS messages left (None: unlimited; 0: 402)
+    account_active: bool = True  # False: preview and auth answer 402
+    version_requires_token: bool = False  # (I) GET /version needs a bearer token
+    new_users_activated: bool = True  # users made by POST /user can authenticate at once
+    seed: int | None = None  # seeds auth IDs, tokens and codes for reproducible runs
+    verbose: bool = False  # print one line per request (route template, status, time)
 
     def __post_init__(self) -> None:
         problems = []
@@ -437,7 +438,7 @@ class SimulatorState:
             self._tokens.clear()
 
     def decide(self, auth_id: str, *, approve: bool) -> bool:
-        """Answer a waiting auth by hand; False when it had already finished. KeyError if unknown."""
+        """Answer a waiting auth by hand: False if it had finished; KeyError if unknown."""
         with self._lock:
             now = self._clock()
             self._advance(now)
@@ -1068,7 +1069,8 @@ class SimulatorState:
     def _h_user_get(self, args: dict[str, Any], param: str | None, now: float,
                     origin: str) -> SimResponse:
         record = self._user_by_path(param)
-        return SimResponse(200, self._user_json(record, now, brief=_flag(args.get("brief")) is True))
+        brief = _flag(args.get("brief")) is True
+        return SimResponse(200, self._user_json(record, now, brief=brief))
 
     def _h_user_create(self, args: dict[str, Any], param: str | None, now: float,
                        origin: str) -> SimResponse:

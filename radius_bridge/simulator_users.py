@@ -183,7 +183,8 @@ def load_users(path: str | Path) -> list[SimUser]:
         raise ConfigError(file, "", "must be a mapping with a 'users' list")
     for key in document:
         if key != "users":
-            hint = " (did you mean 'users'?)" if difflib.get_close_matches(str(key), ["users"]) else ""
+            close = difflib.get_close_matches(str(key), ["users"])
+            hint = " (did you mean 'users'?)" if close else ""
             raise ConfigError(file, str(key), f"unknown key{hint}")
     entries = document.get("users")
     if not isinstance(entries, list):

@@ -68,7 +68,9 @@ class Api:
             return self.sim.origin + path
         return self.sim.base_url + path
 
-    def login(self, client_id: str = "demo-client", secret: str = "demo-secret") -> requests.Response:
+    def login(
+        self, client_id: str = "demo-client", secret: str = "demo-secret"
+    ) -> requests.Response:
         response = self.session.post(
             self.url("/login"), json={"client_id": client_id, "client_secret": secret},
             timeout=TIMEOUT,
@@ -77,7 +79,9 @@ class Api:
             self.token = response.json()["access_token"]
         return response
 
-    def call(self, method: str, path: str, *, auth: bool = True, **kwargs: Any) -> requests.Response:
+    def call(
+        self, method: str, path: str, *, auth: bool = True, **kwargs: Any
+    ) -> requests.Response:
         headers = kwargs.pop("headers", {})
         if auth and self.token is not None:
             headers.setdefault("Authorization", f"Bearer {self.token}")
@@ -821,7 +825,8 @@ def test_temp_token_lifecycle(api: Api) -> None:
     assert "authid" in api.auth(username="alice").json()
     assert len(api.sim.outbox("alice")) == 1
     assert api.call("DELETE", f"/token/temp/{alice['id']}").status_code == 204
-    assert api.call("POST", "/auth/preview", json={"username": "alice"}).json()["temp_token"] is False
+    preview = api.call("POST", "/auth/preview", json={"username": "alice"}).json()
+    assert preview["temp_token"] is False
 
 
 @pytest.mark.parametrize(
