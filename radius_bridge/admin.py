@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TextIO
 
-from radius_bridge.config import load_config
+from radius_bridge import logs
+from radius_bridge.config import LogFormat, load_config
 from radius_bridge.errors import ConfigError, FicCredentialsRefused, FicError, FicUnavailable
 from radius_bridge.fic import FicClient
 from radius_bridge.model import AuthMethod, Preview, PushStatus, Secret, User
@@ -64,6 +65,8 @@ def _connection_options() -> argparse.ArgumentParser:
     group.add_argument("--client-secret-env", metavar="NAME", default=DEFAULT_SECRET_ENV,
                        help=f"environment variable holding the client secret "
                             f"(default {DEFAULT_SECRET_ENV})")
+    options.add_argument("--verbose", action="store_true",
+                         help="log each FIC call (endpoint, status, seconds) to stderr")
     return options
 
 
@@ -132,8 +135,15 @@ def main(argv: Sequence[str] | None = None, *, io: Io | None = None) -> int:
 
 
 def run_fic_command(args: argparse.Namespace, *, io: Io | None = None) -> int:
-    """Run a parsed ``fic`` command: 0 done, 1 FIC refused or unreachable, 78 bad config."""
-    io = io or _standard_io()
+    """Run a parsed ``fic`` command: 0 done, 1 FIC refused or unreachable, 78 bad config.
+
+    Without ``io`` (a real terminal) logging goes to stderr, so stdout stays the command's
+    output (a table, or JSON for scripts): warnings only, or each FIC call with --verbose.
+    """
+    if io is None:
+        io = _standard_io()
+        logs.configure_logging(LogFormat.CONSOLE, "debug" if args.verbose else "warning",
+                               stream=sys.stderr)
     try:
         client = _client(args, io.environ)
     except ConfigError as error:
@@ -154,7 +164,9 @@ def _client(args: argparse.Namespace, environ: Mapping[str, str]) -> FicClient:
         if args.client_id:
             raise ConfigError("command line", "--client-id",
                               "give either --config or --base-url with --client-id, not both")
-        return FicClient.from_config(load_config(args.config).fic)
+        fic = load_config(args.config).fic
+        logs.register_secret(fic.client_secret)
+        return FicClient.from_config(fic)
     if not args.base_url or not args.client_id:
         raise ConfigError("command line", "--config",
                           "give --config FILE, or --base-url URL and --client-id ID")
@@ -162,6 +174,7 @@ def _client(args: argparse.Namespace, environ: Mapping[str, str]) -> FicClient:
     if not secret:
         raise ConfigError("environment", args.client_secret_env,
                           "is not set (it must hold the client secret)")
+    logs.register_secret(secret)
     return FicClient(base_url=args.base_url, client_id=args.client_id,
                      client_secret=Secret(secret))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from radius_bridge import admin
+from radius_bridge import admin, logs
 from radius_bridge.simulator import FicSimulator
 from radius_bridge.simulator_state import SimulatorSettings
 from radius_bridge.simulator_users import SimUser, demo_users
@@ -221,3 +221,20 @@ def test_broken_config_file_exits_78(run: Runner, tmp_path: Path) -> None:
     config.write_text("fic: [\n")
     result = run("version", "--config", str(config), connection=False)
     assert result.status == 78 and "broken.yaml" in result.err
+
+
+def test_real_terminal_keeps_stdout_for_output(
+    sim: FicSimulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From a shell, stdout holds only the JSON; --verbose logs each FIC call to stderr."""
+    monkeypatch.setenv("FIC_CLIENT_SECRET", SECRET)
+    try:
+        status = admin.main(["fic", "users", "list", "--json", "--verbose", "--base-url",
+                             sim.base_url, "--client-id", "demo-client"])
+    finally:
+        logs.reset_logging()
+    captured = capsys.readouterr()
+    assert status == 0
+    assert "alice" in [user["username"] for user in json.loads(captured.out)]
+    assert "fic.call" in captured.err and "GET /v2/user" in captured.err
+    assert SECRET not in captured.err
