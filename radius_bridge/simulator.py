@@ -155,7 +155,7 @@ class _Handler(BaseHTTPRequestHandler):
         finally:
             self.server.simulator._connection_closed(self.connection)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
+    def log_message(self, format: str, *args: Any) -> None:
         # The base class logs every request line (with its query) to stderr; the simulator
         # logs only when verbose, and only the route template (never tokens or codes).
         return
@@ -301,8 +301,9 @@ class FicSimulator:
         thread.join(1.0)
         if thread.is_alive():
             # Where shutdown() does not wake a blocked accept(), one connection does.
-            with contextlib.suppress(OSError), socket.create_connection(
-                (self._host, self._port), timeout=1.0
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection((self._host, self._port), timeout=1.0),
             ):
                 pass
             thread.join()
@@ -447,10 +448,8 @@ class FicSimulator:
         for connection in connections:
             # shutdown (not close) wakes the handler thread blocked in recv; that thread
             # closes its own socket, so no descriptor is closed under another thread's feet.
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def _log(self, line: str) -> None:
         with self._print_lock:
@@ -532,9 +531,7 @@ class FicSimulator:
         except (ValueError, TypeError, ConfigError) as exc:
             return SimResponse(400, {"error": str(exc)})
 
-    def _control_route(
-        self, method: str, parts: list[str], query: str, data: Any
-    ) -> SimResponse:
+    def _control_route(self, method: str, parts: list[str], query: str, data: Any) -> SimResponse:
         head = parts[0] if parts else ""
         key = (method, head, len(parts))
         if key == ("GET", "counters", 1):
@@ -640,33 +637,69 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the simulator's options to ``parser`` (for ``radius-bridge simulator``)."""
     defaults = SimulatorSettings()
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT,
-                        help=f"TCP port (default {DEFAULT_PORT}, FIC's API port)")
-    parser.add_argument("--users", metavar="FILE",
-                        help="YAML file with 'users: [...]' (default: the demo users)")
-    parser.add_argument("--latency", metavar="MS", type=_non_negative, default=0.0,
-                        help="milliseconds added to every API request")
-    parser.add_argument("--client-id", default=defaults.client_id,
-                        help="client ID the simulator accepts (simulator only)")
-    parser.add_argument("--client-secret", default=defaults.client_secret,
-                        help="client secret the simulator accepts (a demo value, "
-                             "for the simulator only; never a real FIC secret)")
-    parser.add_argument("--token-lifetime", metavar="SECONDS", type=float,
-                        default=defaults.token_lifetime, help="access token lifetime")
-    parser.add_argument("--wrong-code-status", type=int, choices=(400, 401, 403),
-                        default=defaults.wrong_code_status, help="HTTP status of a wrong code")
-    parser.add_argument("--auth-status-shape", choices=("object", "list"),
-                        default=defaults.auth_status_shape,
-                        help="GET /auth/{id} answers an object or a one-element list")
-    parser.add_argument("--no-batch", action="store_true",
-                        help="GET /auth (batch) answers 404")
-    parser.add_argument("--rate-limit", metavar="N/SECONDS", type=_rate_limit,
-                        help="trial-style limit, e.g. 60/300 -> 429 beyond it")
-    parser.add_argument("--tls-cert", metavar="FILE",
-                        help="serve HTTPS with this PEM certificate (needs --tls-key)")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"TCP port (default {DEFAULT_PORT}, FIC's API port)",
+    )
+    parser.add_argument(
+        "--users", metavar="FILE", help="YAML file with 'users: [...]' (default: the demo users)"
+    )
+    parser.add_argument(
+        "--latency",
+        metavar="MS",
+        type=_non_negative,
+        default=0.0,
+        help="milliseconds added to every API request",
+    )
+    parser.add_argument(
+        "--client-id",
+        default=defaults.client_id,
+        help="client ID the simulator accepts (simulator only)",
+    )
+    parser.add_argument(
+        "--client-secret",
+        default=defaults.client_secret,
+        help="client secret the simulator accepts (a demo value, "
+        "for the simulator only; never a real FIC secret)",
+    )
+    parser.add_argument(
+        "--token-lifetime",
+        metavar="SECONDS",
+        type=float,
+        default=defaults.token_lifetime,
+        help="access token lifetime",
+    )
+    parser.add_argument(
+        "--wrong-code-status",
+        type=int,
+        choices=(400, 401, 403),
+        default=defaults.wrong_code_status,
+        help="HTTP status of a wrong code",
+    )
+    parser.add_argument(
+        "--auth-status-shape",
+        choices=("object", "list"),
+        default=defaults.auth_status_shape,
+        help="GET /auth/{id} answers an object or a one-element list",
+    )
+    parser.add_argument("--no-batch", action="store_true", help="GET /auth (batch) answers 404")
+    parser.add_argument(
+        "--rate-limit",
+        metavar="N/SECONDS",
+        type=_rate_limit,
+        help="trial-style limit, e.g. 60/300 -> 429 beyond it",
+    )
+    parser.add_argument(
+        "--tls-cert", metavar="FILE", help="serve HTTPS with this PEM certificate (needs --tls-key)"
+    )
     parser.add_argument("--tls-key", metavar="FILE", help="PEM private key for --tls-cert")
-    parser.add_argument("--verbose", action="store_true",
-                        help="print one line per request (route and status, no secrets)")
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print one line per request (route and status, no secrets)",
+    )
 
 
 def settings_from_args(args: argparse.Namespace) -> SimulatorSettings:
@@ -717,8 +750,10 @@ def run_from_args(args: argparse.Namespace) -> int:
     try:
         simulator.start(args.host, args.port, tls=tls)
     except OSError as exc:
-        print(f"radius-bridge simulator: cannot listen on {args.host}:{args.port}: "
-              f"{exc.strerror}", file=sys.stderr)
+        print(
+            f"radius-bridge simulator: cannot listen on {args.host}:{args.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
         return 1
     stop = threading.Event()
 
@@ -743,8 +778,10 @@ def _print_banner(
 ) -> None:
     # The simulator's own client secret is printed only when it is the public demo value.
     default_secret = SimulatorSettings().client_secret
-    secret = settings.client_secret if settings.client_secret == default_secret else (
-        "<the value given with --client-secret>"
+    secret = (
+        settings.client_secret
+        if settings.client_secret == default_secret
+        else ("<the value given with --client-secret>")
     )
     origin = simulator.origin
     lines = [

@@ -96,8 +96,12 @@ class SimulatorSettings:
 
     def __post_init__(self) -> None:
         problems = []
-        for name in ("wrong_code_status", "lockout_status", "unknown_auth_status",
-                     "duplicate_user_status"):
+        for name in (
+            "wrong_code_status",
+            "lockout_status",
+            "unknown_auth_status",
+            "duplicate_user_status",
+        ):
             if getattr(self, name) not in _STATUS_CHOICES:
                 problems.append(f"{name} must be a 4xx status")
         if not 200 <= self.push_start_status <= 299:
@@ -159,8 +163,13 @@ class Fault:
         return DEFAULT_FAULT_DELAY.get(self.kind, 0.0)
 
     def as_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "endpoint": self.endpoint, "count": self.count,
-                "retry_after": self.retry_after, "delay": self.delay}
+        return {
+            "kind": self.kind,
+            "endpoint": self.endpoint,
+            "count": self.count,
+            "retry_after": self.retry_after,
+            "delay": self.delay,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +192,12 @@ def _route_table() -> list[tuple[str, bool, str, dict[str, str]]]:
         ("/api/v1/auth", False, "/auth", {"POST": "auth", "GET": "auth_batch"}),
         ("/api/v1/auth", True, "/auth/{id}", {"GET": "auth_status"}),
         ("/api/v1/user", False, "/user", {"GET": "user_list", "POST": "user_create"}),
-        ("/api/v1/user", True, "/user/{id}",
-         {"GET": "user_get", "PUT": "user_update", "DELETE": "user_delete"}),
+        (
+            "/api/v1/user",
+            True,
+            "/user/{id}",
+            {"GET": "user_get", "PUT": "user_update", "DELETE": "user_delete"},
+        ),
         ("/api/v2/user", False, "/v2/user", {"GET": "user_page"}),
         ("/api/v1/realm", False, "/realm", {"GET": "realm_list"}),
         ("/api/v1/realm", True, "/realm/{id}", {"GET": "realm_get"}),
@@ -253,7 +266,7 @@ def _hotp(key: bytes, counter: int, digits: int) -> str:
     # RFC 4226 §5.3: dynamic truncation of HMAC-SHA-1 over the 8-byte counter.
     mac = hmac.new(key, counter.to_bytes(8, "big"), hashlib.sha1).digest()
     offset = mac[-1] & 0x0F
-    value = int.from_bytes(mac[offset:offset + 4], "big") & 0x7FFFFFFF
+    value = int.from_bytes(mac[offset : offset + 4], "big") & 0x7FFFFFFF
     return str(value % 10**digits).zfill(digits)
 
 
@@ -617,19 +630,26 @@ class SimulatorState:
 
     # ----------------------------------------------------------------- login, version
 
-    def _h_version(self, args: dict[str, Any], param: str | None, now: float,
-                   origin: str) -> SimResponse:
+    def _h_version(
+        self, args: dict[str, Any], param: str | None, now: float, origin: str
+    ) -> SimResponse:
         return SimResponse(200, {"FIC server": SERVER_VERSION})
 
-    def _h_login(self, args: dict[str, Any], param: str | None, now: float,
-                 origin: str) -> SimResponse:
+    def _h_login(
+        self, args: dict[str, Any], param: str | None, now: float, origin: str
+    ) -> SimResponse:
         settings = self._settings
         client_id = args.get("client_id")
         secret = args.get("client_secret")
         if not isinstance(client_id, str) or not client_id:
             raise _BadRequest(400, "client_id is required")
-        if (not isinstance(secret, str) or not secret or len(secret) > 256
-                or not secret.isprintable() or any(ch.isspace() for ch in secret)):
+        if (
+            not isinstance(secret, str)
+            or not secret
+            or len(secret) > 256
+            or not secret.isprintable()
+            or any(ch.isspace() for ch in secret)
+        ):
             raise _BadRequest(400, "client_secret is malformed")
         if not hmac.compare_digest(client_id.encode(), settings.client_id.encode()):
             raise _BadRequest(404, "Client does not exist")
@@ -658,16 +678,21 @@ class SimulatorState:
             raise _BadRequest(402, "The account is disabled")
         realm = args.get("realm")
         exact = _flag(args.get("case_accent_sensitive")) is True
-        record = self._find_user(username, realm=realm if isinstance(realm, str) else None,
-                                 exact=exact, realm_id=args.get("realm_id"))
+        record = self._find_user(
+            username,
+            realm=realm if isinstance(realm, str) else None,
+            exact=exact,
+            realm_id=args.get("realm_id"),
+        )
         if record is None:
             raise _BadRequest(400, f"User {username} does not exist")
         if not record.spec.activated:
             raise _BadRequest(400, "The user has no token or it was never activated")
         return record
 
-    def _h_preview(self, args: dict[str, Any], param: str | None, now: float,
-                   origin: str) -> SimResponse:
+    def _h_preview(
+        self, args: dict[str, Any], param: str | None, now: float, origin: str
+    ) -> SimResponse:
         record = self._user_for_auth(args)
         spec = record.spec
         temp = self._temp_token(record, now)
@@ -699,8 +724,9 @@ class SimulatorState:
         record.fail_times = 0
         return None
 
-    def _h_auth(self, args: dict[str, Any], param: str | None, now: float,
-                origin: str) -> SimResponse:
+    def _h_auth(
+        self, args: dict[str, Any], param: str | None, now: float, origin: str
+    ) -> SimResponse:
         username = args.get("username")
         if isinstance(username, str) and username:
             known = self._find_user(username)
@@ -854,9 +880,9 @@ class SimulatorState:
     def _prune(self, now: float) -> None:
         expiry = self._settings.push_expiry
         forget = [
-            authid for authid, auth in self._auths.items()
-            if (auth.finished_at is not None
-                and now - auth.finished_at > FINISHED_AUTH_RETENTION)
+            authid
+            for authid, auth in self._auths.items()
+            if (auth.finished_at is not None and now - auth.finished_at > FINISHED_AUTH_RETENTION)
             or (expiry is not None and now - auth.created_at > expiry)
         ]
         for authid in forget:
@@ -878,16 +904,18 @@ class SimulatorState:
         body = {"authid": auth.authid, "status": auth.status}
         return [body] if self._settings.auth_status_shape == "list" else body
 
-    def _h_auth_status(self, args: dict[str, Any], param: str | None, now: float,
-                       origin: str) -> SimResponse:
+    def _h_auth_status(
+        self, args: dict[str, Any], param: str | None, now: float, origin: str
+    ) -> SimResponse:
         self._counters.status_polls += 1
         auth = self._live_auth(param or "", now)
         if auth is None:
             raise _BadRequest(self._settings.unknown_auth_status, "Unknown auth ID")
         return SimResponse(200, self._auth_json(auth))
 
-    def _h_auth_batch(self, args: dict[str, Any], param: str | None, now: float,
-                      origin: str) -> SimResponse:
+    def _h_auth_batch(
+        self, args: dict[str, Any], param: str | None, now: float, origin: str
+    ) -> SimResponse:
         if not self._settings.batch_supported:
             raise _BadRequest(404, "Not found")
         requested = args.get("id")
@@ -947,8 +975,14 @@ class SimulatorState:
         same = self._by_name.get(fold_name(record.spec.username), [])
         same[:] = [r for r in same if r is not record]
 
-    def _find_user(self, username: str, *, realm: str | None = None, exact: bool = False,
-                   realm_id: object = None) -> _UserRecord | None:
+    def _find_user(
+        self,
+        username: str,
+        *,
+        realm: str | None = None,
+        exact: bool = False,
+        realm_id: object = None,
+    ) -> _UserRecord | None:
         for record in self._by_name.get(fold_name(username), ()):
             if exact and record.spec.username != username:
                 continue
@@ -979,9 +1013,15 @@ class SimulatorState:
         spec = record.spec
         self._locked_for(record, now)
         if brief:
-            return {"mobile_number": spec.mobile_number, "username": spec.username,
-                    "email": spec.email, "vdom": None, "realm": spec.realm, "id": record.id,
-                    "user_data": record.user_data}
+            return {
+                "mobile_number": spec.mobile_number,
+                "username": spec.username,
+                "email": spec.email,
+                "vdom": None,
+                "realm": spec.realm,
+                "id": record.id,
+                "user_data": record.user_data,
+            }
         return {
             "id": record.id,
             "user_id": record.user_id,
@@ -1008,16 +1048,31 @@ class SimulatorState:
         records: Iterable[_UserRecord] = self._users.values()
         username = args.get("username")
         if isinstance(username, str):
-            records = [r for r in self._by_name.get(fold_name(username), ())
-                       if not exact or r.spec.username == username]
-        text_filters = {k: args[k] for k in ("id", "realm_id", "email", "mobile_number",
-                                             "auth_method", "notification_method") if k in args}
+            records = [
+                r
+                for r in self._by_name.get(fold_name(username), ())
+                if not exact or r.spec.username == username
+            ]
+        text_filters = {
+            k: args[k]
+            for k in (
+                "id",
+                "realm_id",
+                "email",
+                "mobile_number",
+                "auth_method",
+                "notification_method",
+            )
+            if k in args
+        }
         active = _flag(args.get("active"))
         selected = []
         for record in records:
             values = {
-                "id": record.id, "realm_id": self._realms[record.spec.realm],
-                "email": record.spec.email, "mobile_number": record.spec.mobile_number,
+                "id": record.id,
+                "realm_id": self._realms[record.spec.realm],
+                "email": record.spec.email,
+                "mobile_number": record.spec.mobile_number,
                 "auth_method": record.spec.auth_method,
                 "notification_method": record.notification_method,
             }
@@ -1035,14 +1090,17 @@ class SimulatorState:
         selected.sort(key=lambda r: (r.created_at, r.spec.username))
         return selected
 
-    def _h_user_list(self, args: dict[str, Any], param: str | None, now: float,
-                     origin: str) -> SimResponse:
+    def _h_user_list(
+        self, args: dict[str, Any], param: str | None, now: float, origin: str
+    ) -> SimResponse:
         brief = _flag(args.get("brief")) is True
-        return SimResponse(200, [self._user_json(r, now, brief=brief)
-                                 for r in self._filtered_users(args)])
+        return SimResponse(
+            200, [self._user_json(r, now, brief=brief) for r in self._filtered_users(args)]
+        )
 
-    def _h_user_page(self, args: dict[str, Any], param: str | None, now: float,
-                     origin: str) -> SimResponse:
+    def _h_user_page(
+        self, args: dict[str, Any], param: str | None, now: float, origin: str
+    ) -> SimResponse:
         # fic-api.md §10: limit in (20, 100, 200, 500, 1000), opaque page cursor, Link header.
         try:
             limit = int(args.get("limit", 500))
@@ -1053,7 +1111,7 @@ class SimulatorState:
         offset = _decode_cursor(args.get("page"))
         records = self._filtered_users(args)
         brief = _flag(args.get("brief")) is True
-        page = [self._user_json(r, now, brief=brief) for r in records[offset:offset + limit]]
+        page = [self._user_json(r, now, brief=brief) for r in records[offset : offset + limit]]
         base = {k: str(v) for k, v in args.items() if k != "page"}
         base["limit"] = str(limit)
         links = []
@@ -1066,14 +1124,16 @@ class SimulatorState:
         headers = (("Link", ", ".join(links)),) if links else ()
         return SimResponse(200, page, headers)
 
-    def _h_user_get(self, args: dict[str, Any], param: str | None, now: float,
-                    origin: str) -> SimResponse:
+    def _h_user_get(
+        self, args: dict[str, Any], param: str | None, now: float, origin: str
+    ) -> SimResponse:
         record = self._user_by_path(param)
         brief = _flag(args.get("brief")) is True
         return SimResponse(200, self._user_json(record, now, brief=brief))
 
-    def _h_user_create(self, args: dict[str, Any], param: str | None, now: float,
-                       origin: str) -> SimResponse:
+    def _h_user_create(
+        self, args: dict[str, Any], param: str | None, now: float, origin: str
+    ) -> SimResponse:
         for key in ("username", "email"):
             if not isinstance(args.get(key), str) or not args[key]:
                 raise _BadRequest(400, f"{key} is required")
@@ -1083,24 +1143,29 @@ class SimulatorState:
             raise _BadRequest(400, "notification_method must be Email or SMS")
         try:
             spec = SimUser(
-                username=args["username"], email=args["email"],
-                mobile_number=args.get("mobile_number"), auth_method=method,
+                username=args["username"],
+                email=args["email"],
+                mobile_number=args.get("mobile_number"),
+                auth_method=method,
                 activated=self._settings.new_users_activated,
             )
         except ValueError as exc:
             raise _BadRequest(400, str(exc).removeprefix("SimUser.")) from None
         if self._find_user(spec.username, realm=spec.realm) is not None:
-            raise _BadRequest(self._settings.duplicate_user_status,
-                              f"User {spec.username} already exists")
+            raise _BadRequest(
+                self._settings.duplicate_user_status, f"User {spec.username} already exists"
+            )
         record = self._put_user(spec, now)
         record.notification_method = notify
         user_data = args.get("user_data", 0)
         record.user_data = user_data if user_data in (0, 1) else 0
-        return SimResponse(201, self._user_json(record, now,
-                                                brief=_flag(args.get("brief")) is True))
+        return SimResponse(
+            201, self._user_json(record, now, brief=_flag(args.get("brief")) is True)
+        )
 
-    def _h_user_update(self, args: dict[str, Any], param: str | None, now: float,
-                       origin: str) -> SimResponse:
+    def _h_user_update(
+        self, args: dict[str, Any], param: str | None, now: float, origin: str
+    ) -> SimResponse:
         record = self._user_by_path(param)
         changes: dict[str, Any] = {}
         for key in ("username", "email", "mobile_number", "auth_method", "active", "bypass"):
@@ -1119,10 +1184,11 @@ class SimulatorState:
             spec = replace(record.spec, **changes)
         except ValueError as exc:
             raise _BadRequest(400, str(exc).removeprefix("SimUser.")) from None
-        if fold_name(spec.username) != fold_name(record.spec.username):
-            if self._find_user(spec.username, realm=spec.realm) is not None:
-                raise _BadRequest(self._settings.duplicate_user_status,
-                                  f"User {spec.username} already exists")
+        renamed = fold_name(spec.username) != fold_name(record.spec.username)
+        if renamed and self._find_user(spec.username, realm=spec.realm) is not None:
+            raise _BadRequest(
+                self._settings.duplicate_user_status, f"User {spec.username} already exists"
+            )
         if flags.get("change_token") and spec.totp_secret is not None:
             fresh = bytes(self._rng.getrandbits(8) for _ in range(20))
             spec = replace(spec, totp_secret=base64.b32encode(fresh).decode())
@@ -1137,11 +1203,13 @@ class SimulatorState:
         if "lockout" in flags:
             record.lockout_at = now if flags["lockout"] else None
             record.fail_times = 0
-        return SimResponse(202, self._user_json(record, now,
-                                                brief=_flag(args.get("brief")) is True))
+        return SimResponse(
+            202, self._user_json(record, now, brief=_flag(args.get("brief")) is True)
+        )
 
-    def _h_user_delete(self, args: dict[str, Any], param: str | None, now: float,
-                       origin: str) -> SimResponse:
+    def _h_user_delete(
+        self, args: dict[str, Any], param: str | None, now: float, origin: str
+    ) -> SimResponse:
         record = self._user_by_path(param)
         if self._settings.delete_conflict:
             raise _BadRequest(409, "The application is locked by a pending task")
@@ -1151,24 +1219,34 @@ class SimulatorState:
     # ----------------------------------------------------------------- realms, temp tokens
 
     def _realm_json(self, name: str) -> dict[str, Any]:
-        return {"id": self._realms[name], "name": name, "description": "",
-                "is_default": name == "default", "deleted_at": None}
+        return {
+            "id": self._realms[name],
+            "name": name,
+            "description": "",
+            "is_default": name == "default",
+            "deleted_at": None,
+        }
 
-    def _h_realm_list(self, args: dict[str, Any], param: str | None, now: float,
-                      origin: str) -> SimResponse:
+    def _h_realm_list(
+        self, args: dict[str, Any], param: str | None, now: float, origin: str
+    ) -> SimResponse:
         wanted = args.get("name")
-        return SimResponse(200, [self._realm_json(name) for name in self._realms
-                                 if wanted is None or name == wanted])
+        return SimResponse(
+            200,
+            [self._realm_json(name) for name in self._realms if wanted is None or name == wanted],
+        )
 
-    def _h_realm_get(self, args: dict[str, Any], param: str | None, now: float,
-                     origin: str) -> SimResponse:
+    def _h_realm_get(
+        self, args: dict[str, Any], param: str | None, now: float, origin: str
+    ) -> SimResponse:
         for name, realm_id in self._realms.items():
             if realm_id == param:
                 return SimResponse(200, self._realm_json(name))
         raise _BadRequest(404, "Realm not found")
 
-    def _h_temp_create(self, args: dict[str, Any], param: str | None, now: float,
-                       origin: str) -> SimResponse:
+    def _h_temp_create(
+        self, args: dict[str, Any], param: str | None, now: float, origin: str
+    ) -> SimResponse:
         user_ref = args.get("user_id")
         if not isinstance(user_ref, str) or not user_ref:
             raise _BadRequest(400, "user_id is required")
@@ -1190,14 +1268,22 @@ class SimulatorState:
                 raise _BadRequest(400, "expired_at is not a valid date") from None
         serial = "TMP" + "".join(self._rng.choice("0123456789ABCDEF") for _ in range(13))
         record.temp_token = _TempToken(serial, method, expires)
-        return SimResponse(201, {
-            "sn": serial, "expired_at": _timestamp(expires), "auth_method": method,
-            "user_id": record.user_id, "username": record.spec.username,
-            "realm_id": self._realms[record.spec.realm], "realm_name": record.spec.realm,
-        })
+        return SimResponse(
+            201,
+            {
+                "sn": serial,
+                "expired_at": _timestamp(expires),
+                "auth_method": method,
+                "user_id": record.user_id,
+                "username": record.spec.username,
+                "realm_id": self._realms[record.spec.realm],
+                "realm_name": record.spec.realm,
+            },
+        )
 
-    def _h_temp_delete(self, args: dict[str, Any], param: str | None, now: float,
-                       origin: str) -> SimResponse:
+    def _h_temp_delete(
+        self, args: dict[str, Any], param: str | None, now: float, origin: str
+    ) -> SimResponse:
         record = self._user_by_path(param)
         record.temp_token = None
         return SimResponse(204)

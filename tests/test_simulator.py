@@ -38,6 +38,7 @@ from radius_bridge.simulator_state import Fault, endpoint_matches, route
 
 REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = 5.0
+DEMO_SECRET = "demo-secret"
 
 
 class FakeClock:
@@ -68,11 +69,10 @@ class Api:
             return self.sim.origin + path
         return self.sim.base_url + path
 
-    def login(
-        self, client_id: str = "demo-client", secret: str = "demo-secret"
-    ) -> requests.Response:
+    def login(self, client_id: str = "demo-client", secret: str = DEMO_SECRET) -> requests.Response:
         response = self.session.post(
-            self.url("/login"), json={"client_id": client_id, "client_secret": secret},
+            self.url("/login"),
+            json={"client_id": client_id, "client_secret": secret},
             timeout=TIMEOUT,
         )
         if response.status_code == 201:
@@ -184,8 +184,9 @@ def test_logins_are_counted(api: Api) -> None:
 def test_bad_bearer_is_401_json(api: Api, authorization: str | None) -> None:
     """A missing, malformed or unknown bearer gets 401 with a JSON error body."""
     headers = {} if authorization is None else {"Authorization": authorization}
-    response = api.call("POST", "/auth/preview", auth=False, headers=headers,
-                        json={"username": "alice"})
+    response = api.call(
+        "POST", "/auth/preview", auth=False, headers=headers, json={"username": "alice"}
+    )
     assert response.status_code == 401
     assert response.json()["error"]
 
@@ -250,8 +251,9 @@ def test_version_without_token_unless_configured(make_api: Callable[..., Api]) -
 
 def test_invalid_json_body_is_400(api: Api) -> None:
     """A request body that is not a JSON object is answered 400."""
-    response = api.call("POST", "/auth", data=b"{not json",
-                        headers={"Content-Type": "application/json"})
+    response = api.call(
+        "POST", "/auth", data=b"{not json", headers={"Content-Type": "application/json"}
+    )
     assert response.status_code == 400
     assert api.call("POST", "/auth", json=[1, 2]).status_code == 400
 
@@ -269,10 +271,14 @@ def test_error_key_is_configurable(make_api: Callable[..., Api]) -> None:
 @pytest.mark.parametrize(
     ("username", "expected"),
     [
-        ("alice", {"auth_method": "FTM", "action": "MFA", "temp_token": False,
-                   "push_enabled": True}),
-        ("ALICE", {"auth_method": "FTM", "action": "MFA", "temp_token": False,
-                   "push_enabled": True}),
+        (
+            "alice",
+            {"auth_method": "FTM", "action": "MFA", "temp_token": False, "push_enabled": True},
+        ),
+        (
+            "ALICE",
+            {"auth_method": "FTM", "action": "MFA", "temp_token": False, "push_enabled": True},
+        ),
         ("frank", {"auth_method": "FTK", "action": "MFA", "temp_token": False}),
         ("carol", {"auth_method": "SMS", "action": "MFA", "temp_token": False}),
         ("dave", {"auth_method": "Email", "action": "MFA", "temp_token": False}),
@@ -327,8 +333,9 @@ def test_preview_case_sensitive_when_asked(api: Api) -> None:
 
 def test_preview_reports_push_disabled_by_realm(make_api: Callable[..., Api]) -> None:
     """A realm with push disabled makes preview say push_enabled false and a push 400."""
-    api = make_api([SimUser("ivan", "i@example.com", realm="lab")],
-                   push_disabled_realms=frozenset({"lab"}))
+    api = make_api(
+        [SimUser("ivan", "i@example.com", realm="lab")], push_disabled_realms=frozenset({"lab"})
+    )
     body = api.call("POST", "/auth/preview", json={"username": "ivan"}).json()
     assert body["push_enabled"] is False
     assert api.auth(username="ivan").status_code == 400
@@ -687,12 +694,18 @@ def test_seeded_simulators_are_deterministic(clock: FakeClock) -> None:
     """Two simulators with the same seed hand out the same codes and auth IDs."""
     results = []
     for _ in range(2):
-        with FicSimulator(users=demo_users(), settings=SimulatorSettings(seed=7),
-                          clock=clock) as sim:
+        with FicSimulator(
+            users=demo_users(), settings=SimulatorSettings(seed=7), clock=clock
+        ) as sim:
             api = Api(sim)
             api.login()
-            results.append((api.push("alice"), api.auth(username="carol").json()["authid"],
-                            sim.outbox("carol")))
+            results.append(
+                (
+                    api.push("alice"),
+                    api.auth(username="carol").json()["authid"],
+                    sim.outbox("carol"),
+                )
+            )
             api.session.close()
     assert results[0] == results[1]
 
@@ -702,21 +715,44 @@ def test_seeded_simulators_are_deterministic(clock: FakeClock) -> None:
 
 def test_user_create_get_update_delete(api: Api) -> None:
     """POST 201, GET by id and user_id 200, PUT 202 with changes, DELETE 204 then 404."""
-    created = api.call("POST", "/user", json={"username": "ivan", "email": "ivan@example.com",
-                                              "mobile_number": "+15550100009"})
+    created = api.call(
+        "POST",
+        "/user",
+        json={"username": "ivan", "email": "ivan@example.com", "mobile_number": "+15550100009"},
+    )
     assert created.status_code == 201
     user = created.json()
-    for key in ("id", "user_id", "customer_id", "client_id", "realm_id", "username", "email",
-                "mobile_number", "auth_method", "notification_method", "active", "created_at",
-                "updated_at", "bypass_at", "lockout_at", "fail_times", "temp_token", "user_data"):
+    for key in (
+        "id",
+        "user_id",
+        "customer_id",
+        "client_id",
+        "realm_id",
+        "username",
+        "email",
+        "mobile_number",
+        "auth_method",
+        "notification_method",
+        "active",
+        "created_at",
+        "updated_at",
+        "bypass_at",
+        "lockout_at",
+        "fail_times",
+        "temp_token",
+        "user_data",
+    ):
         assert key in user
     assert user["bypass_at"] is None and user["lockout_at"] is None
     assert user["id"] != user["user_id"]
     assert api.call("GET", f"/user/{user['id']}").json()["username"] == "ivan"
     assert api.call("GET", f"/user/{user['user_id']}").status_code == 200
     assert api.auth(username="ivan", token="123456").status_code == 200
-    updated = api.call("PUT", f"/user/{user['id']}",
-                       json={"active": False, "auth_method": "SMS", "email": "new@example.com"})
+    updated = api.call(
+        "PUT",
+        f"/user/{user['id']}",
+        json={"active": False, "auth_method": "SMS", "email": "new@example.com"},
+    )
     assert updated.status_code == 202
     assert updated.json()["active"] is False
     assert updated.json()["auth_method"] == "SMS"
@@ -727,11 +763,10 @@ def test_user_create_get_update_delete(api: Api) -> None:
     assert api.call("DELETE", f"/user/{user['id']}").status_code == 404
 
 
-@pytest.mark.parametrize(
-    ("settings", "status"), [({}, 409), ({"duplicate_user_status": 400}, 400)]
-)
-def test_duplicate_username(make_api: Callable[..., Api], settings: dict[str, int],
-                            status: int) -> None:
+@pytest.mark.parametrize(("settings", "status"), [({}, 409), ({"duplicate_user_status": 400}, 400)])
+def test_duplicate_username(
+    make_api: Callable[..., Api], settings: dict[str, int], status: int
+) -> None:
     """Creating an existing username (in any case) answers duplicate_user_status."""
     api = make_api(**settings)
     response = api.call("POST", "/user", json={"username": "Alice", "email": "a@example.com"})
@@ -754,8 +789,7 @@ def test_user_list_filters(api: Api) -> None:
     by_method = api.call("GET", "/user", params={"auth_method": "FTK"}).json()
     assert [u["username"] for u in by_method] == ["frank"]
     brief = api.call("GET", "/user", params={"username": "bob", "brief": "true"}).json()[0]
-    assert set(brief) == {"mobile_number", "username", "email", "vdom", "realm", "id",
-                          "user_data"}
+    assert set(brief) == {"mobile_number", "username", "email", "vdom", "realm", "id", "user_data"}
 
 
 def test_user_put_lockout_and_bypass(api: Api) -> None:
@@ -814,8 +848,11 @@ def test_realms(make_api: Callable[..., Api]) -> None:
 def test_temp_token_lifecycle(api: Api) -> None:
     """A temp token makes preview say temp_token and sends codes by its method until deleted."""
     alice = api.call("GET", "/user", params={"username": "alice"}).json()[0]
-    created = api.call("POST", "/token/temp", json={"user_id": alice["id"], "auth_method": "SMS",
-                                                    "expired_at": "2099-01-01T00:00:00"})
+    created = api.call(
+        "POST",
+        "/token/temp",
+        json={"user_id": alice["id"], "auth_method": "SMS", "expired_at": "2099-01-01T00:00:00"},
+    )
     assert created.status_code == 201
     body = created.json()
     assert body["sn"].startswith("TMP") and len(body["sn"]) == 16
@@ -956,8 +993,12 @@ def test_hang_fault_times_out_without_blocking_others(api: Api) -> None:
         with requests.Session() as session:
             started = time.monotonic()
             try:
-                session.post(api.url("/auth/preview"), json={"username": "alice"},
-                             headers={"Authorization": f"Bearer {api.token}"}, timeout=0.5)
+                session.post(
+                    api.url("/auth/preview"),
+                    json={"username": "alice"},
+                    headers={"Authorization": f"Bearer {api.token}"},
+                    timeout=0.5,
+                )
             except requests.Timeout:
                 outcome["timeout"] = time.monotonic() - started
 
@@ -1011,8 +1052,9 @@ def test_stop_releases_hung_requests(make_api: Callable[..., Api]) -> None:
 
 def test_faults_over_http_and_clear(api: Api) -> None:
     """POST /_sim/faults adds a fault, GET lists it, DELETE clears it."""
-    added = api.call("POST", "/_sim/faults", auth=False,
-                     json={"kind": "503", "endpoint": "GET /user"})
+    added = api.call(
+        "POST", "/_sim/faults", auth=False, json={"kind": "503", "endpoint": "GET /user"}
+    )
     assert added.status_code == 201
     assert api.call("GET", "/user").status_code == 503
     listed = api.call("GET", "/_sim/faults", auth=False).json()
@@ -1048,8 +1090,12 @@ def test_counters_count_requests_connections_and_polls(api: Api) -> None:
     api.call("GET", "/auth")
     api.auth(username="alice", token="123456")
     counters = api.call("GET", "/_sim/counters", auth=False).json()
-    assert counters["requests"] == {"POST /login": 1, "POST /auth": 2, "GET /auth/{id}": 2,
-                                    "GET /auth": 1}
+    assert counters["requests"] == {
+        "POST /login": 1,
+        "POST /auth": 2,
+        "GET /auth/{id}": 2,
+        "GET /auth": 1,
+    }
     assert counters["status_polls"] == 2 and counters["batch_polls"] == 1
     assert counters["auth_posts"] == {"alice": 2} and counters["code_checks"] == {"alice": 1}
     assert counters["tcp_connections"] == 1  # one keep-alive connection for everything
@@ -1066,8 +1112,11 @@ def test_sixty_concurrent_requests(make_api: Callable[..., Api]) -> None:
 
     def poll(_: int) -> int:
         with requests.Session() as session:
-            response = session.get(api.url(f"/auth/{authid}"), timeout=TIMEOUT,
-                                   headers={"Authorization": f"Bearer {api.token}"})
+            response = session.get(
+                api.url(f"/auth/{authid}"),
+                timeout=TIMEOUT,
+                headers={"Authorization": f"Bearer {api.token}"},
+            )
             return response.status_code
 
     started = time.monotonic()
@@ -1107,12 +1156,20 @@ def test_quiet_by_default(api: Api, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_control_users_add_and_replace(api: Api) -> None:
     """POST /_sim/users adds (or replaces) a user who can then authenticate."""
-    response = api.call("POST", "/_sim/users", auth=False,
-                        json={"username": "ivan", "email": "i@example.com", "code": "777777"})
+    response = api.call(
+        "POST",
+        "/_sim/users",
+        auth=False,
+        json={"username": "ivan", "email": "i@example.com", "code": "777777"},
+    )
     assert response.status_code == 201
     assert api.auth(username="ivan", token="777777").status_code == 200
-    api.call("POST", "/_sim/users", auth=False,
-             json={"username": "ivan", "email": "i@example.com", "code": "888888"})
+    api.call(
+        "POST",
+        "/_sim/users",
+        auth=False,
+        json={"username": "ivan", "email": "i@example.com", "code": "888888"},
+    )
     assert api.auth(username="ivan", token="777777").status_code == 401
     shown = api.call("GET", "/_sim/users/ivan", auth=False).json()
     assert shown["fail_times"] == 1
@@ -1144,7 +1201,10 @@ def test_demo_users_cast() -> None:
     users = {u.username: u for u in demo_users()}
     assert set(users) == {"alice", "bob", "carol", "dave", "erin", "frank", "gina"}
     assert (users["alice"].push, users["alice"].push_delay, users["alice"].code) == (
-        "approve", 3.0, "123456")
+        "approve",
+        3.0,
+        "123456",
+    )
     assert users["bob"].push == "deny" and users["erin"].push == "ignore"
     assert users["carol"].auth_method == "SMS" and users["dave"].auth_method == "Email"
     assert users["frank"].auth_method == "FTK" and not users["frank"].push_enabled
@@ -1172,17 +1232,26 @@ def test_example_users_file_loads() -> None:
 @pytest.mark.parametrize(
     ("text", "key", "words"),
     [
-        ("users:\n  - username: a\n    email: a@x\n    pussh: deny\n", "users[0].pussh",
-         "did you mean 'push'"),
+        (
+            "users:\n  - username: a\n    email: a@x\n    pussh: deny\n",
+            "users[0].pussh",
+            "did you mean 'push'",
+        ),
         ("users:\n  - username: a\n    email: a@x\n    code: 123456\n", "users[0].code", "quoted"),
         ("users:\n  - username: a\n", "users[0].email", "required"),
-        ("users:\n  - {username: a, email: a@x}\n  - {username: A, email: b@x}\n",
-         "users[1].username", "duplicate"),
+        (
+            "users:\n  - {username: a, email: a@x}\n  - {username: A, email: b@x}\n",
+            "users[1].username",
+            "duplicate",
+        ),
         ("users: {username: a}\n", "users", "list"),
         ("user: []\n", "user", "did you mean 'users'"),
         ("users: [\n", "", "not valid YAML"),
-        ("users:\n  - username: a\n    email: a@x\n    push_delay: -1\n", "users[0].push_delay",
-         ">= 0"),
+        (
+            "users:\n  - username: a\n    email: a@x\n    push_delay: -1\n",
+            "users[0].push_delay",
+            ">= 0",
+        ),
     ],
 )
 def test_load_users_errors_name_the_key(tmp_path: Path, text: str, key: str, words: str) -> None:
@@ -1207,11 +1276,26 @@ def test_cli_arguments_build_settings() -> None:
     """add_arguments parses every option into SimulatorSettings (latency given in ms)."""
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    args = parser.parse_args([
-        "--latency", "250", "--client-id", "id", "--client-secret", "s3", "--token-lifetime",
-        "60", "--wrong-code-status", "403", "--auth-status-shape", "list", "--no-batch",
-        "--rate-limit", "60/300", "--verbose",
-    ])
+    args = parser.parse_args(
+        [
+            "--latency",
+            "250",
+            "--client-id",
+            "id",
+            "--client-secret",
+            "s3",
+            "--token-lifetime",
+            "60",
+            "--wrong-code-status",
+            "403",
+            "--auth-status-shape",
+            "list",
+            "--no-batch",
+            "--rate-limit",
+            "60/300",
+            "--verbose",
+        ]
+    )
     settings = settings_from_args(args)
     assert (settings.latency, settings.client_id, settings.client_secret) == (0.25, "id", "s3")
     assert (settings.token_lifetime, settings.wrong_code_status) == (60, 403)
@@ -1223,8 +1307,9 @@ def test_cli_arguments_build_settings() -> None:
         parser.parse_args(["--rate-limit", "lots"])
 
 
-def test_run_from_args_bad_users_file_is_78(tmp_path: Path,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_run_from_args_bad_users_file_is_78(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """run_from_args returns 78 when the users file is invalid, naming the problem."""
     path = tmp_path / "users.yaml"
     path.write_text("users: 3\n", encoding="utf-8")
@@ -1243,8 +1328,13 @@ def test_run_from_args_serves_until_sigterm() -> None:
         "sys.exit(run_from_args(parser.parse_args(['--port', '0'])))\n"
     )
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     try:
         assert process.stdout is not None
         lines = []
@@ -1256,8 +1346,11 @@ def test_run_from_args_serves_until_sigterm() -> None:
         base_url = next(line.split()[-1] for line in lines if "base URL" in line)
         assert "client_id:     demo-client" in banner and "demo-secret" in banner
         assert "/_sim/outbox/" in banner and "/_sim/counters" in banner
-        login = requests.post(f"{base_url}/login", timeout=TIMEOUT,
-                              json={"client_id": "demo-client", "client_secret": "demo-secret"})
+        login = requests.post(
+            f"{base_url}/login",
+            timeout=TIMEOUT,
+            json={"client_id": "demo-client", "client_secret": "demo-secret"},
+        )
         assert login.status_code == 201
         process.send_signal(signal.SIGTERM)
         assert process.wait(TIMEOUT) == 0
@@ -1277,10 +1370,29 @@ def certificate(tmp_path: Path) -> tuple[Path, Path]:
         pytest.skip("openssl CLI not installed")
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
     subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-         "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True, capture_output=True, timeout=30,
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=30,
     )
     return cert, key
 
@@ -1297,8 +1409,12 @@ def test_https_with_certificate(certificate: tuple[Path, Path]) -> None:
         sim.stop()
         base_url = sim.start(tls=context)
         assert base_url.startswith("https://127.0.0.1:")
-        login = session.post(f"{base_url}/login", verify=str(cert), timeout=TIMEOUT,
-                             json={"client_id": "demo-client", "client_secret": "demo-secret"})
+        login = session.post(
+            f"{base_url}/login",
+            verify=str(cert),
+            timeout=TIMEOUT,
+            json={"client_id": "demo-client", "client_secret": "demo-secret"},
+        )
         assert login.status_code == 201
         with pytest.raises(requests.exceptions.SSLError):
             requests.get(f"{sim.origin}/version", timeout=TIMEOUT)
