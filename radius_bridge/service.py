@@ -70,7 +70,7 @@ class FicApi(Protocol):
     def send_code(
         self,
         username: str,
-        method: AuthMethod,
+        method: AuthMethod | None,
         *,
         realm: str | None = ...,
         user_ip: str | None = ...,
@@ -324,7 +324,7 @@ class Service:
             user_ip=_user_ip(request),
         )
         login.extra["auth_method"] = preview.auth_method.value if preview.auth_method else None
-        step = policy.step_after_preview(preview, self._config.auth)
+        step = policy.step_after_preview(preview)
         match step:
             case policy.Step.PUSH:
                 login.factor = Factor.PUSH
@@ -335,6 +335,10 @@ class Service:
             case policy.Step.SEND_EMAIL:
                 login.factor = Factor.EMAIL
                 return await self._send_code(request, client, identity, AuthMethod.EMAIL, login)
+            case policy.Step.SEND_CODE:
+                # A temporary token: FIC delivers by the token's own method (Email or SMS).
+                login.factor = Factor.OTP
+                return await self._send_code(request, client, identity, None, login)
             case policy.Step.CHALLENGE_FOR_CODE:
                 login.factor = Factor.OTP
                 return self._challenge(request, client, Factor.OTP)
@@ -403,7 +407,7 @@ class Service:
         request: AccessRequest,
         client: ClientConfig,
         identity: policy.FicIdentity,
-        method: AuthMethod,
+        method: AuthMethod | None,
         login: _Login,
     ) -> Decision:
         login.second_factor_sent = True
@@ -415,8 +419,7 @@ class Service:
             user_ip=_user_ip(request),
         )
         login.fic_auth_id = auth_id
-        factor = Factor.SMS if method is AuthMethod.SMS else Factor.EMAIL
-        return self._challenge(request, client, factor)
+        return self._challenge(request, client, _CODE_FACTORS.get(method, Factor.OTP))
 
     def _challenge(self, request: AccessRequest, client: ClientConfig, factor: Factor) -> Decision:
         assert request.user_name is not None
@@ -518,6 +521,13 @@ class Service:
             log.warning("radius.request.completed", **fields)
         else:
             log.info("radius.request.completed", **fields)
+
+
+# Which code an Access-Challenge asks for, by how FIC was told to deliver it (None: FIC chose).
+_CODE_FACTORS: dict[AuthMethod | None, Factor] = {
+    AuthMethod.SMS: Factor.SMS,
+    AuthMethod.EMAIL: Factor.EMAIL,
+}
 
 
 def _user_ip(request: AccessRequest) -> str | None:
