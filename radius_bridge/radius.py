@@ -79,14 +79,14 @@ _REPLY_CODES = {
     Outcome.CHALLENGE: ACCESS_CHALLENGE,
 }
 _REPLY_OUTCOMES = {code: outcome for outcome, code in _REPLY_CODES.items()}
-# Attributes that appear at most once in an Access-Request (RFC 2865 §5.44, RFC 3579 §3.2): a
-# second copy makes the request ambiguous (which user, which password?), so it is refused.
+# Attributes that appear at most once in an Access-Request (RFC 2865 §5.44): a second copy makes
+# the request ambiguous (which user, which password?), so it is refused. A second
+# Message-Authenticator is refused where the walk meets it (RFC 3579 §3.2).
 _SINGLE_ATTRIBUTES = {
     USER_NAME: "User-Name",
     USER_PASSWORD: "User-Password",
     CHAP_PASSWORD: "CHAP-Password",
     STATE: "State",
-    MESSAGE_AUTHENTICATOR: "Message-Authenticator",
 }
 # The codec writes these itself, in the places the RFCs require; configured reply attributes
 # may not add more of them.
