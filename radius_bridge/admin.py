@@ -30,7 +30,7 @@ EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_CONFIG = 78
 
-DEFAULT_SECRET_ENV = "FIC_CLIENT_SECRET"
+DEFAULT_SECRET_ENV = "FIC_CLIENT_SECRET"  # noqa: S105 - the name of a variable, not a secret
 _METHODS = {method.value.lower(): method for method in AuthMethod}
 _USER_COLUMNS = ("id", "username", "email", "mobile_number", "auth_method", "active")
 _COLUMN_TITLES = {"mobile_number": "MOBILE", "auth_method": "METHOD"}
@@ -49,8 +49,14 @@ class Io:
 
 
 def _standard_io() -> Io:
-    return Io(out=sys.stdout, err=sys.stderr, environ=os.environ,
-              interactive=sys.stdin.isatty(), ask=input, ask_secret=getpass.getpass)
+    return Io(
+        out=sys.stdout,
+        err=sys.stderr,
+        environ=os.environ,
+        interactive=sys.stdin.isatty(),
+        ask=input,
+        ask_secret=getpass.getpass,
+    )
 
 
 def _connection_options() -> argparse.ArgumentParser:
@@ -59,14 +65,23 @@ def _connection_options() -> argparse.ArgumentParser:
     group = options.add_argument_group("connection (--config, or --base-url with --client-id)")
     source = group.add_mutually_exclusive_group()
     source.add_argument("--config", metavar="FILE", help="bridge configuration (its fic: section)")
-    source.add_argument("--base-url", metavar="URL",
-                        help="FIC base URL, e.g. https://fic.fortinet.com:9696 or the simulator")
+    source.add_argument(
+        "--base-url",
+        metavar="URL",
+        help="FIC base URL, e.g. https://fic.fortinet.com:9696 or the simulator",
+    )
     group.add_argument("--client-id", metavar="ID", help="web application client id")
-    group.add_argument("--client-secret-env", metavar="NAME", default=DEFAULT_SECRET_ENV,
-                       help=f"environment variable holding the client secret "
-                            f"(default {DEFAULT_SECRET_ENV})")
-    options.add_argument("--verbose", action="store_true",
-                         help="log each FIC call (endpoint, status, seconds) to stderr")
+    group.add_argument(
+        "--client-secret-env",
+        metavar="NAME",
+        default=DEFAULT_SECRET_ENV,
+        help=f"environment variable holding the client secret (default {DEFAULT_SECRET_ENV})",
+    )
+    options.add_argument(
+        "--verbose",
+        action="store_true",
+        help="log each FIC call (endpoint, status, seconds) to stderr",
+    )
     return options
 
 
@@ -93,8 +108,11 @@ def add_fic_commands(subparsers: Any) -> None:
     create.add_argument("username", metavar="USERNAME")
     create.add_argument("--email", required=True, help="FIC e-mails the token activation here")
     create.add_argument("--mobile", help="mobile number (needed for SMS)")
-    create.add_argument("--method", choices=[method.value for method in AuthMethod],
-                        help="second-factor method (default: FIC's)")
+    create.add_argument(
+        "--method",
+        choices=[method.value for method in AuthMethod],
+        help="second-factor method (default: FIC's)",
+    )
     create.add_argument("--json", action="store_true", help="print JSON")
     create.set_defaults(fic_run=_users_create)
 
@@ -104,17 +122,22 @@ def add_fic_commands(subparsers: Any) -> None:
     delete.set_defaults(fic_run=_users_delete)
 
     auth = commands.add_parser(
-        "auth", parents=[connection],
-        help="test a login: preview (default), check a code, push, or send an SMS/e-mail code")
+        "auth",
+        parents=[connection],
+        help="test a login: preview (default), check a code, push, or send an SMS/e-mail code",
+    )
     auth.add_argument("username", metavar="USERNAME")
     factor = auth.add_mutually_exclusive_group()
-    factor.add_argument("--code", help="check this one-time code (counts toward lockout); "
-                                       "'-' asks for it without echo")
+    factor.add_argument(
+        "--code",
+        help="check this one-time code (counts toward lockout); '-' asks for it without echo",
+    )
     factor.add_argument("--push", action="store_true", help="send a push and wait for it")
     factor.add_argument("--method", choices=["sms", "email"], help="send a code by SMS/e-mail")
     auth.add_argument("--realm", help="FIC realm name")
-    auth.add_argument("--timeout", type=float, default=60.0,
-                      help="seconds to wait for a push answer (default 60)")
+    auth.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for a push answer (default 60)"
+    )
     auth.add_argument("--poll-interval", type=float, default=1.0, help=argparse.SUPPRESS)
     auth.set_defaults(fic_run=_auth)
 
@@ -142,8 +165,9 @@ def run_fic_command(args: argparse.Namespace, *, io: Io | None = None) -> int:
     """
     if io is None:
         io = _standard_io()
-        logs.configure_logging(LogFormat.CONSOLE, "debug" if args.verbose else "warning",
-                               stream=sys.stderr)
+        logs.configure_logging(
+            LogFormat.CONSOLE, "debug" if args.verbose else "warning", stream=sys.stderr
+        )
     try:
         client = _client(args, io.environ)
     except ConfigError as error:
@@ -162,21 +186,25 @@ def run_fic_command(args: argparse.Namespace, *, io: Io | None = None) -> int:
 def _client(args: argparse.Namespace, environ: Mapping[str, str]) -> FicClient:
     if args.config:
         if args.client_id:
-            raise ConfigError("command line", "--client-id",
-                              "give either --config or --base-url with --client-id, not both")
+            raise ConfigError(
+                "command line",
+                "--client-id",
+                "give either --config or --base-url with --client-id, not both",
+            )
         fic = load_config(args.config).fic
         logs.register_secret(fic.client_secret)
         return FicClient.from_config(fic)
     if not args.base_url or not args.client_id:
-        raise ConfigError("command line", "--config",
-                          "give --config FILE, or --base-url URL and --client-id ID")
+        raise ConfigError(
+            "command line", "--config", "give --config FILE, or --base-url URL and --client-id ID"
+        )
     secret = environ.get(args.client_secret_env)
     if not secret:
-        raise ConfigError("environment", args.client_secret_env,
-                          "is not set (it must hold the client secret)")
+        raise ConfigError(
+            "environment", args.client_secret_env, "is not set (it must hold the client secret)"
+        )
     logs.register_secret(secret)
-    return FicClient(base_url=args.base_url, client_id=args.client_id,
-                     client_secret=Secret(secret))
+    return FicClient(base_url=args.base_url, client_id=args.client_id, client_secret=Secret(secret))
 
 
 def _explain(error: FicError) -> str:
@@ -200,8 +228,10 @@ def _print_users(users: Sequence[User], out: TextIO) -> None:
     titles = [_COLUMN_TITLES.get(column, column.upper()) for column in _USER_COLUMNS]
     widths = [max(len(cell) for cell in column) for column in zip(titles, *rows, strict=False)]
     for row in [titles, *rows]:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
-              .rstrip(), file=out)
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(),
+            file=out,
+        )
 
 
 def _print_user(user: User, out: TextIO) -> None:
@@ -242,8 +272,11 @@ def _users_get(client: FicClient, args: argparse.Namespace, io: Io) -> int:
 
 def _users_create(client: FicClient, args: argparse.Namespace, io: Io) -> int:
     user = client.create_user(
-        username=args.username, email=args.email, mobile_number=args.mobile,
-        auth_method=AuthMethod(args.method) if args.method else None)
+        username=args.username,
+        email=args.email,
+        mobile_number=args.mobile,
+        auth_method=AuthMethod(args.method) if args.method else None,
+    )
     if args.json:
         print(json.dumps(_user_record(user), indent=2), file=io.out)
     else:
@@ -254,8 +287,10 @@ def _users_create(client: FicClient, args: argparse.Namespace, io: Io) -> int:
 def _users_delete(client: FicClient, args: argparse.Namespace, io: Io) -> int:
     if not args.yes:
         if not io.interactive:
-            print("radius-bridge fic: not deleting without --yes (stdin is not a terminal)",
-                  file=io.err)
+            print(
+                "radius-bridge fic: not deleting without --yes (stdin is not a terminal)",
+                file=io.err,
+            )
             return EXIT_FAILURE
         user = client.get_user(args.id)
         answer = io.ask(f"Delete FIC user {user.username} (id {user.id})? [y/N] ")
@@ -272,8 +307,11 @@ def _users_delete(client: FicClient, args: argparse.Namespace, io: Io) -> int:
 
 def _describe_preview(preview: Preview) -> str:
     method = preview.auth_method.value if preview.auth_method else "unknown method"
-    parts = [f"action {preview.action.value}", f"method {method}",
-             f"push {'enabled' if preview.push_enabled else 'not enabled'}"]
+    parts = [
+        f"action {preview.action.value}",
+        f"method {method}",
+        f"push {'enabled' if preview.push_enabled else 'not enabled'}",
+    ]
     if preview.temp_token:
         parts.append("temporary token")
     if preview.message:
@@ -298,8 +336,11 @@ def _auth(client: FicClient, args: argparse.Namespace, io: Io) -> int:
 
 def _push(client: FicClient, args: argparse.Namespace, io: Io) -> int:
     auth_id = client.start_push(args.username, realm=args.realm)
-    print(f"push sent to {args.username} (auth id {auth_id}); waiting up to "
-          f"{args.timeout:g} s", file=io.out, flush=True)
+    print(
+        f"push sent to {args.username} (auth id {auth_id}); waiting up to {args.timeout:g} s",
+        file=io.out,
+        flush=True,
+    )
     started = time.monotonic()
     while True:
         status = client.push_status(auth_id)

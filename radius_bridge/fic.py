@@ -253,8 +253,9 @@ def preview_of(body: Any) -> Preview | None:
     message = body.get("message")
     return Preview(
         action=action,
-        auth_method=(_AUTH_METHOD_WORDS.get(method.strip().lower())
-                     if isinstance(method, str) else None),
+        auth_method=(
+            _AUTH_METHOD_WORDS.get(method.strip().lower()) if isinstance(method, str) else None
+        ),
         push_enabled=_flag(body.get("push_enabled", False)),
         temp_token=_flag(body.get("temp_token", False)),
         message=message if isinstance(message, str) and message else None,
@@ -356,9 +357,9 @@ def error_for_status(
             return FicCredentialsRefused(endpoint, detail, status=status)
         if endpoint in _LOCKOUT_ENDPOINTS and _names_lockout(message):
             return FicUserLocked(endpoint, detail, status=status)
-        if endpoint in _USER_SUBJECT_ENDPOINTS and status in (400, 404):
-            if _names_unknown_user(message):
-                return FicUnknownUser(endpoint, detail, status=status)
+        unknown_user = status in (400, 404) and _names_unknown_user(message)
+        if endpoint in _USER_SUBJECT_ENDPOINTS and unknown_user:
+            return FicUnknownUser(endpoint, detail, status=status)
         return FicRejected(endpoint, detail, status=status)
     # 1xx never surfaces from requests; 3xx is a redirect we refuse to follow (it could carry
     # the bearer token elsewhere), anything else is not HTTP as we know it.
@@ -383,31 +384,51 @@ def _transport_failure(exc: Exception, read_timeout: float) -> _Failure:
         detail = f"TLS handshake or certificate verification failed: {cause}"
         return _Failure("connection_error", detail, retryable=False, reached_fic=False)
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return _Failure("timeout", "timed out connecting to FIC", retryable=True,
-                        reached_fic=False)
+        return _Failure("timeout", "timed out connecting to FIC", retryable=True, reached_fic=False)
     if isinstance(exc, requests.exceptions.Timeout):
         # FIC used the whole read timeout: a second try would only spend the caller's budget.
-        return _Failure("timeout", f"no answer from FIC within {read_timeout:g} s",
-                        retryable=False, reached_fic=True)
+        return _Failure(
+            "timeout",
+            f"no answer from FIC within {read_timeout:g} s",
+            retryable=False,
+            reached_fic=True,
+        )
     if isinstance(exc, requests.exceptions.ProxyError):
-        return _Failure("connection_error", f"proxy failed: {cause}", retryable=True,
-                        reached_fic=not before_request)
+        return _Failure(
+            "connection_error",
+            f"proxy failed: {cause}",
+            retryable=True,
+            reached_fic=not before_request,
+        )
     if isinstance(exc, requests.exceptions.ConnectionError):
-        return _Failure("connection_error", f"connection to FIC failed: {cause}",
-                        retryable=True, reached_fic=not before_request)
-    if isinstance(exc, (requests.exceptions.ContentDecodingError,
-                        requests.exceptions.ChunkedEncodingError)):
-        return _Failure("bad_response", f"answer could not be read: {cause}", retryable=True,
-                        reached_fic=True)
-    return _Failure("connection_error", f"request failed: {cause}", retryable=False,
-                    reached_fic=not before_request)
+        return _Failure(
+            "connection_error",
+            f"connection to FIC failed: {cause}",
+            retryable=True,
+            reached_fic=not before_request,
+        )
+    if isinstance(
+        exc, (requests.exceptions.ContentDecodingError, requests.exceptions.ChunkedEncodingError)
+    ):
+        return _Failure(
+            "bad_response", f"answer could not be read: {cause}", retryable=True, reached_fic=True
+        )
+    return _Failure(
+        "connection_error",
+        f"request failed: {cause}",
+        retryable=False,
+        reached_fic=not before_request,
+    )
 
 
 def _failed_while_connecting(exc: BaseException) -> bool:
     """True when urllib3 says no connection was made (refused, DNS, connect timeout)."""
-    return any(isinstance(link, (urllib3.exceptions.NewConnectionError,
-                                 urllib3.exceptions.ConnectTimeoutError))
-               for link in _cause_chain(exc))
+    return any(
+        isinstance(
+            link, (urllib3.exceptions.NewConnectionError, urllib3.exceptions.ConnectTimeoutError)
+        )
+        for link in _cause_chain(exc)
+    )
 
 
 def _cause_chain(exc: BaseException) -> list[BaseException]:
@@ -454,8 +475,9 @@ def _revealed(body: Body | None) -> dict[str, str] | None:
     """The JSON body with secrets opened: built inline at the send, never held in a variable."""
     if body is None:
         return None
-    return {key: value.reveal() if isinstance(value, Secret) else value
-            for key, value in body.items()}
+    return {
+        key: value.reveal() if isinstance(value, Secret) else value for key, value in body.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -464,7 +486,7 @@ class _Reply:
 
     status: int
     body: Any  # decoded JSON, None when empty, _UNREADABLE when not JSON
-    text: str  # the raw body, scrubbed and cut to MESSAGE_LIMIT
+    text: str  # a body that is not JSON, scrubbed and cut to MESSAGE_LIMIT (else empty)
     message: str  # the error text of a non-2xx reply (else empty), scrubbed and cut
     retry_after: float | None
     next_url: str | None
@@ -625,8 +647,13 @@ class FicClient:
         """One login, with the login lock held; retried only on connection errors."""
         started = self._clock()
         reply = self._call(
-            "POST", f"{self._api_v1}/login", endpoint=LOGIN, deadline=deadline,
-            read_timeout=self._read_timeout, retry=_LOGIN_RETRY, authenticated=False,
+            "POST",
+            f"{self._api_v1}/login",
+            endpoint=LOGIN,
+            deadline=deadline,
+            read_timeout=self._read_timeout,
+            retry=_LOGIN_RETRY,
+            authenticated=False,
             body={"client_id": self._client_id, "client_secret": self._client_secret},
         )
         try:
@@ -671,8 +698,9 @@ class FicClient:
 
     def _acquire_login_lock(self, deadline: float) -> None:
         if not self._login_lock.acquire(timeout=max(0.0, deadline - self._clock())):
-            raise FicUnavailable(LOGIN, "timed out waiting for another login to finish",
-                                 reached_fic=False)
+            raise FicUnavailable(
+                LOGIN, "timed out waiting for another login to finish", reached_fic=False
+            )
 
     # ---- HTTP core ----------------------------------------------------------------------
 
@@ -682,8 +710,9 @@ class FicClient:
 
     def _report(self, endpoint: str, status: int | None, started: float, outcome: str) -> None:
         seconds = max(0.0, self._clock() - started)
-        _log.debug("fic.call", endpoint=endpoint, status=status, seconds=round(seconds, 3),
-                   outcome=outcome)
+        _log.debug(
+            "fic.call", endpoint=endpoint, status=status, seconds=round(seconds, 3), outcome=outcome
+        )
         if self._observer is not None:
             try:
                 self._observer(FicCall(endpoint, status, seconds, outcome))
@@ -691,15 +720,26 @@ class FicClient:
                 _log.debug("fic.observer_failed", error=type(exc).__name__)
 
     def _headers(self, bearer: Secret | None) -> dict[str, str]:
-        headers = {"Accept": "application/json", "Content-Type": "application/json",
-                   "User-Agent": USER_AGENT}
+        headers = {
+            "Accept": "application/json",
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+        }
         if bearer is not None:
             headers["Authorization"] = f"Bearer {bearer.reveal()}"
         return headers
 
     def _exchange(
-        self, method: str, url: str, *, endpoint: str, bearer: Secret | None, deadline: float,
-        read_timeout: float, body: Body | None = None, params: Mapping[str, str] | None = None,
+        self,
+        method: str,
+        url: str,
+        *,
+        endpoint: str,
+        bearer: Secret | None,
+        deadline: float,
+        read_timeout: float,
+        body: Body | None = None,
+        params: Mapping[str, str] | None = None,
         sensitive: tuple[Secret, ...] = (),
     ) -> _Reply:
         """One HTTP request and its reply; no answer at all raises ``_TransportFailure``.
@@ -713,15 +753,22 @@ class FicClient:
             self._report(endpoint, None, started, "timeout")
             raise _TransportFailure(
                 FicUnavailable(endpoint, "no time left in the call's budget", reached_fic=False),
-                retryable=False)
+                retryable=False,
+            )
         sensitive = (*sensitive, *self._always_hidden, *([bearer] if bearer else []))
         try:
             remaining = max(0.001, deadline - self._clock())
             read = min(read_timeout, remaining)
             response = self._session.request(
-                method, url, params=params, json=_revealed(body), headers=self._headers(bearer),
+                method,
+                url,
+                params=params,
+                json=_revealed(body),
+                headers=self._headers(bearer),
                 timeout=(min(self._connect_timeout, remaining), read),
-                verify=self._verify, proxies=self._proxies, allow_redirects=False,
+                verify=self._verify,
+                proxies=self._proxies,
+                allow_redirects=False,
             )
             status, content = response.status_code, response.content
             retry_header = response.headers.get("Retry-After")
@@ -730,31 +777,49 @@ class FicClient:
         except (OSError, urllib3.exceptions.HTTPError) as exc:
             failure = _transport_failure(exc, read)
             self._report(endpoint, None, started, failure.outcome)
-            error = FicUnavailable(endpoint, _scrub(failure.detail, sensitive),
-                                   reached_fic=failure.reached_fic)
+            error = FicUnavailable(
+                endpoint, _scrub(failure.detail, sensitive), reached_fic=failure.reached_fic
+            )
             raise _TransportFailure(error, retryable=failure.retryable) from None
         finally:
             self._slots.release()
         ok = 200 <= status < 300
         decoded = _decode_json(content)
-        text = _scrub(content.decode("utf-8", "replace").strip(), sensitive)
-        if not ok:
-            outcome = "http_error"
-        else:
-            outcome = "bad_response" if decoded is _UNREADABLE else "ok"
-        self._report(endpoint, status, started, outcome)
-        message = "" if ok else _scrub(message_of(decoded, text), sensitive)
+        self._report(endpoint, status, started, _outcome_of(status, decoded))
+        message = (
+            "" if ok else _scrub(message_of(decoded, content.decode("utf-8", "replace")), sensitive)
+        )
+        # Raw text is kept only for a body that is not JSON (a plain-text version, say): a
+        # JSON body may hold a fresh access token, which must not sit in a second place.
+        text = (
+            _scrub(content.decode("utf-8", "replace").strip(), sensitive)
+            if (decoded is _UNREADABLE)
+            else ""
+        )
         return _Reply(
-            status=status, body=decoded, text=text, message=message,
-            retry_after=(parse_retry_after(retry_header, message, now=time.time())
-                         if status == 429 else None),
+            status=status,
+            body=decoded,
+            text=text,
+            message=message,
+            retry_after=(
+                parse_retry_after(retry_header, message, now=time.time()) if status == 429 else None
+            ),
             next_url=next_page_url(next_link, url),
         )
 
     def _call(
-        self, method: str, url: str, *, endpoint: str, deadline: float, read_timeout: float,
-        retry: _RetryPolicy, authenticated: bool = True, body: Body | None = None,
-        params: Mapping[str, str] | None = None, sensitive: tuple[Secret, ...] = (),
+        self,
+        method: str,
+        url: str,
+        *,
+        endpoint: str,
+        deadline: float,
+        read_timeout: float,
+        retry: _RetryPolicy,
+        authenticated: bool = True,
+        body: Body | None = None,
+        params: Mapping[str, str] | None = None,
+        sensitive: tuple[Secret, ...] = (),
         accept: Callable[[_Reply], bool] = _never,
     ) -> _Reply:
         """A call with its policy: 401 -> log in again once, GET retries, status -> error.
@@ -767,8 +832,16 @@ class FicClient:
             bearer = self._bearer(deadline) if authenticated else None
             try:
                 reply = self._exchange(
-                    method, url, endpoint=endpoint, bearer=bearer, deadline=deadline,
-                    read_timeout=read_timeout, body=body, params=params, sensitive=sensitive)
+                    method,
+                    url,
+                    endpoint=endpoint,
+                    bearer=bearer,
+                    deadline=deadline,
+                    read_timeout=read_timeout,
+                    body=body,
+                    params=params,
+                    sensitive=sensitive,
+                )
             except _TransportFailure as failure:
                 if retry.connection_errors and failure.retryable and self._pause(attempt, deadline):
                     attempt += 1
@@ -779,21 +852,32 @@ class FicClient:
                 self._renew_refused(bearer, deadline)
                 renewed = True
                 continue
-            if reply.status == 429 and retry.rate_limited and reply.retry_after is not None:
-                if attempt < self._get_retries and self._fits(reply.retry_after, deadline):
-                    self._sleep(reply.retry_after)
-                    attempt += 1
-                    continue
+            if (
+                reply.status == 429
+                and retry.rate_limited
+                and self._wait_out(reply, attempt, deadline)
+            ):
+                attempt += 1
+                continue
             if reply.status >= 500 and retry.server_errors and self._pause(attempt, deadline):
                 attempt += 1
                 continue
             if accept(reply):
                 return reply
-            error = error_for_status(endpoint, reply.status, reply.message,
-                                     retry_after=reply.retry_after)
+            error = error_for_status(
+                endpoint, reply.status, reply.message, retry_after=reply.retry_after
+            )
             if error is not None:
                 raise error
             return reply
+
+    def _wait_out(self, throttled: _Reply, attempt: int, deadline: float) -> bool:
+        """Sleep a 429's Retry-After before retry ``attempt + 1`` if it fits the budget."""
+        wait = throttled.retry_after
+        if wait is None or attempt >= self._get_retries or not self._fits(wait, deadline):
+            return False
+        self._sleep(wait)
+        return True
 
     def _fits(self, seconds: float, deadline: float) -> bool:
         return self._clock() + seconds < deadline
@@ -823,20 +907,39 @@ class FicClient:
 
     # ---- auth ---------------------------------------------------------------------------
 
-    def preview(self, username: str, *, realm: str | None = None, user_ip: str | None = None,
-                timeout: float | None = None) -> Preview:
+    def preview(
+        self,
+        username: str,
+        *,
+        realm: str | None = None,
+        user_ip: str | None = None,
+        timeout: float | None = None,
+    ) -> Preview:
         """What FIC would require for this login (``POST /auth/preview``); sends nothing."""
         deadline, read = self._read(timeout)
-        reply = self._call("POST", f"{self._api_v1}/auth/preview", endpoint=PREVIEW,
-                           deadline=deadline, read_timeout=read, retry=_NO_RETRY,
-                           body=self._auth_body(username, realm, user_ip))
+        reply = self._call(
+            "POST",
+            f"{self._api_v1}/auth/preview",
+            endpoint=PREVIEW,
+            deadline=deadline,
+            read_timeout=read,
+            retry=_NO_RETRY,
+            body=self._auth_body(username, realm, user_ip),
+        )
         preview = preview_of(reply.body)
         if preview is None:
             raise FicProtocolError(PREVIEW, "answer has no readable action", status=reply.status)
         return preview
 
-    def verify_code(self, username: str, code: str, *, realm: str | None = None,
-                    user_ip: str | None = None, timeout: float | None = None) -> None:
+    def verify_code(
+        self,
+        username: str,
+        code: str,
+        *,
+        realm: str | None = None,
+        user_ip: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
         """Check a one-time code; returns on success, raises FicRejected (or kin) otherwise.
 
         The code reaches FIC at most once per evaluation: each wrong attempt counts toward the
@@ -845,18 +948,35 @@ class FicClient:
         """
         deadline, read = self._read(timeout)
         secret_code = Secret(code)
-        body: dict[str, str | Secret] = {**self._auth_body(username, realm, user_ip),
-                                         "token": secret_code}
+        body: dict[str, str | Secret] = {
+            **self._auth_body(username, realm, user_ip),
+            "token": secret_code,
+        }
         url = f"{self._api_v1}/auth"
         try:
             bearer = self._bearer(deadline)
-            reply = self._exchange("POST", url, endpoint=AUTH, bearer=bearer, deadline=deadline,
-                                   read_timeout=read, body=body, sensitive=(secret_code,))
+            reply = self._exchange(
+                "POST",
+                url,
+                endpoint=AUTH,
+                bearer=bearer,
+                deadline=deadline,
+                read_timeout=read,
+                body=body,
+                sensitive=(secret_code,),
+            )
             if reply.status == 401 and self._bearer_refused(bearer, username, deadline):
                 bearer = self._renew_refused(bearer, deadline)
-                reply = self._exchange("POST", url, endpoint=AUTH, bearer=bearer,
-                                       deadline=deadline, read_timeout=read, body=body,
-                                       sensitive=(secret_code,))
+                reply = self._exchange(
+                    "POST",
+                    url,
+                    endpoint=AUTH,
+                    bearer=bearer,
+                    deadline=deadline,
+                    read_timeout=read,
+                    body=body,
+                    sensitive=(secret_code,),
+                )
         except _TransportFailure as failure:  # never retried: the code may have been judged
             raise failure.error from None
         error = error_for_status(AUTH, reply.status, reply.message, retry_after=reply.retry_after)
@@ -872,36 +992,68 @@ class FicClient:
         """
         try:
             probe = self._exchange(
-                "GET", f"{self._api_v1}/user", endpoint=USER_LIST, bearer=bearer,
-                deadline=deadline, read_timeout=self._read_timeout,
-                params={"username": username, "brief": "true"})
+                "GET",
+                f"{self._api_v1}/user",
+                endpoint=USER_LIST,
+                bearer=bearer,
+                deadline=deadline,
+                read_timeout=self._read_timeout,
+                params={"username": username, "brief": "true"},
+            )
         except _TransportFailure:
             return False
         return probe.status == 401
 
-    def start_push(self, username: str, *, realm: str | None = None, user_ip: str | None = None,
-                   timeout: float | None = None) -> str:
+    def start_push(
+        self,
+        username: str,
+        *,
+        realm: str | None = None,
+        user_ip: str | None = None,
+        timeout: float | None = None,
+    ) -> str:
         """Send a FortiToken Mobile push (``POST /auth`` without a code); returns its auth id.
 
         Never retried: a retry could send the user a second push.
         """
         deadline, read = self._read(timeout)
-        reply = self._call("POST", f"{self._api_v1}/auth", endpoint=AUTH, deadline=deadline,
-                           read_timeout=read, retry=_NO_RETRY,
-                           body=self._auth_body(username, realm, user_ip))
+        reply = self._call(
+            "POST",
+            f"{self._api_v1}/auth",
+            endpoint=AUTH,
+            deadline=deadline,
+            read_timeout=read,
+            retry=_NO_RETRY,
+            body=self._auth_body(username, realm, user_ip),
+        )
         auth_id = auth_id_of(reply.body)
         if auth_id is None:
-            raise FicProtocolError(AUTH, "push started but the answer has no authid",
-                                   status=reply.status)
+            raise FicProtocolError(
+                AUTH, "push started but the answer has no authid", status=reply.status
+            )
         return auth_id
 
-    def send_code(self, username: str, method: AuthMethod, *, realm: str | None = None,
-                  user_ip: str | None = None, timeout: float | None = None) -> str | None:
+    def send_code(
+        self,
+        username: str,
+        method: AuthMethod,
+        *,
+        realm: str | None = None,
+        user_ip: str | None = None,
+        timeout: float | None = None,
+    ) -> str | None:
         """Have FIC send a code by ``method`` (SMS/Email); returns an auth id if FIC gave one."""
         deadline, read = self._read(timeout)
         body = {**self._auth_body(username, realm, user_ip), "auth_method": method.value}
-        reply = self._call("POST", f"{self._api_v1}/auth", endpoint=AUTH, deadline=deadline,
-                           read_timeout=read, retry=_NO_RETRY, body=body)
+        reply = self._call(
+            "POST",
+            f"{self._api_v1}/auth",
+            endpoint=AUTH,
+            deadline=deadline,
+            read_timeout=read,
+            retry=_NO_RETRY,
+            body=body,
+        )
         # §5.3: whether an SMS/Email trigger returns an authid is UNKNOWN; none is fine.
         return auth_id_of(reply.body)
 
@@ -909,23 +1061,37 @@ class FicClient:
         """The state of one push (``GET /auth/{id}``)."""
         deadline, read = self._read(timeout)
         quoted = urllib.parse.quote(auth_id, safe="")
-        reply = self._call("GET", f"{self._api_v1}/auth/{quoted}", endpoint=AUTH_STATUS,
-                           deadline=deadline, read_timeout=read, retry=_IDEMPOTENT_GET)
+        reply = self._call(
+            "GET",
+            f"{self._api_v1}/auth/{quoted}",
+            endpoint=AUTH_STATUS,
+            deadline=deadline,
+            read_timeout=read,
+            retry=_IDEMPOTENT_GET,
+        )
         status = push_status_of(reply.body, auth_id)
         if status is None:
-            raise FicProtocolError(AUTH_STATUS, "answer has no known push status",
-                                   status=reply.status)
+            raise FicProtocolError(
+                AUTH_STATUS, "answer has no known push status", status=reply.status
+            )
         return status
 
     def finished_pushes(self, *, timeout: float | None = None) -> dict[str, PushStatus]:
         """Every answered push FIC reports (``GET /auth`` batch), by auth id."""
         deadline, read = self._read(timeout)
-        reply = self._call("GET", f"{self._api_v1}/auth", endpoint=AUTH_BATCH, deadline=deadline,
-                           read_timeout=read, retry=_IDEMPOTENT_GET)
+        reply = self._call(
+            "GET",
+            f"{self._api_v1}/auth",
+            endpoint=AUTH_BATCH,
+            deadline=deadline,
+            read_timeout=read,
+            retry=_IDEMPOTENT_GET,
+        )
         finished = finished_pushes_of(reply.body)
         if finished is None:
-            raise FicProtocolError(AUTH_BATCH, "answer is not a list of pushes",
-                                   status=reply.status)
+            raise FicProtocolError(
+                AUTH_BATCH, "answer is not a list of pushes", status=reply.status
+            )
         return finished
 
     # ---- users and misc -----------------------------------------------------------------
@@ -939,8 +1105,15 @@ class FicClient:
     def list_users(self, **filters: str | bool | int) -> list[User]:
         """All users matching the filters (``GET /api/v1/user``, one unpaginated answer)."""
         deadline, read = self._read(None)
-        reply = self._call("GET", f"{self._api_v1}/user", endpoint=USER_LIST, deadline=deadline,
-                           read_timeout=read, retry=_IDEMPOTENT_GET, params=_params(filters))
+        reply = self._call(
+            "GET",
+            f"{self._api_v1}/user",
+            endpoint=USER_LIST,
+            deadline=deadline,
+            read_timeout=read,
+            retry=_IDEMPOTENT_GET,
+            params=_params(filters),
+        )
         return self._users(reply, USER_LIST)
 
     def iter_users(self, **filters: str | bool | int) -> Iterator[User]:
@@ -950,9 +1123,16 @@ class FicClient:
         accept = _v2_missing  # only the first page may reveal that there is no v2
         while url is not None:
             deadline, read = self._read(None)
-            reply = self._call("GET", url, endpoint=USER_LIST_V2, deadline=deadline,
-                               read_timeout=read, retry=_IDEMPOTENT_GET, params=params,
-                               accept=accept)
+            reply = self._call(
+                "GET",
+                url,
+                endpoint=USER_LIST_V2,
+                deadline=deadline,
+                read_timeout=read,
+                retry=_IDEMPOTENT_GET,
+                params=params,
+                accept=accept,
+            )
             if _v2_missing(reply):
                 yield from self.list_users(**filters)
                 return
@@ -964,12 +1144,19 @@ class FicClient:
         """One user by its ``id`` (userref, §7)."""
         deadline, read = self._read(None)
         quoted = urllib.parse.quote(user_ref, safe="")
-        reply = self._call("GET", f"{self._api_v1}/user/{quoted}", endpoint=USER_GET,
-                           deadline=deadline, read_timeout=read, retry=_IDEMPOTENT_GET)
+        reply = self._call(
+            "GET",
+            f"{self._api_v1}/user/{quoted}",
+            endpoint=USER_GET,
+            deadline=deadline,
+            read_timeout=read,
+            retry=_IDEMPOTENT_GET,
+        )
         users = self._users(reply, USER_GET)
         if len(users) != 1:
-            raise FicProtocolError(USER_GET, f"expected one user, got {len(users)}",
-                                   status=reply.status)
+            raise FicProtocolError(
+                USER_GET, f"expected one user, got {len(users)}", status=reply.status
+            )
         return users[0]
 
     def find_user(self, username: str) -> User | None:
@@ -981,21 +1168,35 @@ class FicClient:
         wanted = username.casefold()
         return next((user for user in users if user.username.casefold() == wanted), None)
 
-    def create_user(self, *, username: str, email: str, mobile_number: str | None = None,
-                    auth_method: AuthMethod | str | None = None,
-                    realm_id: str | None = None) -> User:
+    def create_user(
+        self,
+        *,
+        username: str,
+        email: str,
+        mobile_number: str | None = None,
+        auth_method: AuthMethod | str | None = None,
+        realm_id: str | None = None,
+    ) -> User:
         """Create a user (``POST /user``); FIC e-mails the token activation."""
         body = {"username": username, "email": email}
         if mobile_number:
             body["mobile_number"] = mobile_number
         if auth_method is not None:
-            body["auth_method"] = (auth_method.value if isinstance(auth_method, AuthMethod)
-                                   else auth_method)
+            body["auth_method"] = (
+                auth_method.value if isinstance(auth_method, AuthMethod) else auth_method
+            )
         if realm_id:
             body["realm_id"] = realm_id
         deadline, read = self._read(None)
-        reply = self._call("POST", f"{self._api_v1}/user", endpoint=USER_CREATE,
-                           deadline=deadline, read_timeout=read, retry=_NO_RETRY, body=body)
+        reply = self._call(
+            "POST",
+            f"{self._api_v1}/user",
+            endpoint=USER_CREATE,
+            deadline=deadline,
+            read_timeout=read,
+            retry=_NO_RETRY,
+            body=body,
+        )
         users = self._users(reply, USER_CREATE)
         if len(users) != 1:
             raise FicProtocolError(USER_CREATE, "answer is not one user", status=reply.status)
@@ -1005,18 +1206,38 @@ class FicClient:
         """Delete a user by its ``id`` (``DELETE /user/{id}``, 204)."""
         deadline, read = self._read(None)
         quoted = urllib.parse.quote(user_ref, safe="")
-        self._call("DELETE", f"{self._api_v1}/user/{quoted}", endpoint=USER_DELETE,
-                   deadline=deadline, read_timeout=read, retry=_NO_RETRY)
+        self._call(
+            "DELETE",
+            f"{self._api_v1}/user/{quoted}",
+            endpoint=USER_DELETE,
+            deadline=deadline,
+            read_timeout=read,
+            retry=_NO_RETRY,
+        )
 
     def version(self) -> str:
         """FIC's server version (``GET /version``), asked without a token first (§12)."""
         deadline, read = self._read(None)
         url = f"{self._root}/version"
-        reply = self._call("GET", url, endpoint=VERSION, deadline=deadline, read_timeout=read,
-                           retry=_IDEMPOTENT_GET, authenticated=False, accept=_bearer_wanted)
+        reply = self._call(
+            "GET",
+            url,
+            endpoint=VERSION,
+            deadline=deadline,
+            read_timeout=read,
+            retry=_IDEMPOTENT_GET,
+            authenticated=False,
+            accept=_bearer_wanted,
+        )
         if reply.status == 401:  # whether /version needs a bearer is UNKNOWN
-            reply = self._call("GET", url, endpoint=VERSION, deadline=deadline,
-                               read_timeout=read, retry=_IDEMPOTENT_GET)
+            reply = self._call(
+                "GET",
+                url,
+                endpoint=VERSION,
+                deadline=deadline,
+                read_timeout=read,
+                retry=_IDEMPOTENT_GET,
+            )
         found = version_of(reply.body if reply.body is not _UNREADABLE else None, reply.text)
         if found is None:
             raise FicProtocolError(VERSION, "answer has no version", status=reply.status)
@@ -1025,8 +1246,18 @@ class FicClient:
 
 def _params(filters: Mapping[str, str | bool | int]) -> dict[str, str]:
     """Query parameters as FIC spells them (booleans as ``true``/``false``)."""
-    return {key: (str(value).lower() if isinstance(value, bool) else str(value))
-            for key, value in filters.items() if value is not None}
+    return {
+        key: (str(value).lower() if isinstance(value, bool) else str(value))
+        for key, value in filters.items()
+        if value is not None
+    }
+
+
+def _outcome_of(status: int, decoded: Any) -> str:
+    """The FicCall outcome of an HTTP answer."""
+    if not 200 <= status < 300:
+        return "http_error"
+    return "bad_response" if decoded is _UNREADABLE else "ok"
 
 
 def _decode_json(content: bytes) -> Any:

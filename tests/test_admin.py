@@ -19,8 +19,11 @@ SECRET = "admin-test-secret-91"
 
 @pytest.fixture
 def sim() -> Iterator[FicSimulator]:
-    users = [*demo_users(), SimUser("quick", "quick@example.com", push="approve", push_delay=0.1),
-             SimUser("nope", "nope@example.com", push="deny", push_delay=0.1)]
+    users = [
+        *demo_users(),
+        SimUser("quick", "quick@example.com", push="approve", push_delay=0.1),
+        SimUser("nope", "nope@example.com", push="deny", push_delay=0.1),
+    ]
     simulator = FicSimulator(users=users, settings=SimulatorSettings(client_secret=SECRET))
     simulator.start()
     yield simulator
@@ -41,13 +44,18 @@ Runner = Callable[..., Run]
 def run(sim: FicSimulator) -> Runner:
     """Run ``radius-bridge fic ARGS`` against the simulator, with the secret in the environment."""
 
-    def run_command(*argv: str, environ: dict[str, str] | None = None,
-                    answers: tuple[str, ...] = (), connection: bool = True,
-                    ask_secret: Callable[[str], str] | None = None) -> Run:
+    def run_command(
+        *argv: str,
+        environ: dict[str, str] | None = None,
+        answers: tuple[str, ...] = (),
+        connection: bool = True,
+        ask_secret: Callable[[str], str] | None = None,
+    ) -> Run:
         out, err = io.StringIO(), io.StringIO()
         pending = list(answers)
         streams = admin.Io(
-            out=out, err=err,
+            out=out,
+            err=err,
             environ={"FIC_CLIENT_SECRET": SECRET} if environ is None else environ,
             interactive=bool(answers) or ask_secret is not None,
             ask=lambda prompt: pending.pop(0),
@@ -81,8 +89,18 @@ def test_users_list_json_and_filter(run: Runner) -> None:
 
 def test_users_create_get_delete(run: Runner) -> None:
     """A created user can be shown by id and deleted with --yes; afterwards it is unknown."""
-    created = run("users", "create", "zoe", "--email", "zoe@example.com", "--mobile",
-                  "+15550100077", "--method", "SMS", "--json")
+    created = run(
+        "users",
+        "create",
+        "zoe",
+        "--email",
+        "zoe@example.com",
+        "--mobile",
+        "+15550100077",
+        "--method",
+        "SMS",
+        "--json",
+    )
     assert created.status == 0, created.err
     user = json.loads(created.out)
     assert (user["username"], user["auth_method"]) == ("zoe", "SMS")
@@ -148,8 +166,9 @@ def test_auth_sms_sends_then_checks_prompted_code(run: Runner, sim: FicSimulator
     """`--method sms` sends a code; on a terminal it asks for the code and checks it."""
     sent = run("auth", "carol", "--method", "sms")
     assert sent.status == 0 and "code sent" in sent.out and len(sim.outbox("carol")) == 1
-    checked = run("auth", "carol", "--method", "sms",
-                  ask_secret=lambda prompt: sim.outbox("carol")[-1])
+    checked = run(
+        "auth", "carol", "--method", "sms", ask_secret=lambda prompt: sim.outbox("carol")[-1]
+    )
     assert checked.status == 0 and "accepted" in checked.out
 
 
@@ -229,8 +248,19 @@ def test_real_terminal_keeps_stdout_for_output(
     """From a shell, stdout holds only the JSON; --verbose logs each FIC call to stderr."""
     monkeypatch.setenv("FIC_CLIENT_SECRET", SECRET)
     try:
-        status = admin.main(["fic", "users", "list", "--json", "--verbose", "--base-url",
-                             sim.base_url, "--client-id", "demo-client"])
+        status = admin.main(
+            [
+                "fic",
+                "users",
+                "list",
+                "--json",
+                "--verbose",
+                "--base-url",
+                sim.base_url,
+                "--client-id",
+                "demo-client",
+            ]
+        )
     finally:
         logs.reset_logging()
     captured = capsys.readouterr()

@@ -35,8 +35,17 @@ from radius_bridge.simulator_state import SimulatorSettings
 from radius_bridge.simulator_users import SimUser
 
 ALL_ENDPOINTS = (
-    fic.LOGIN, fic.PREVIEW, fic.AUTH, fic.AUTH_STATUS, fic.AUTH_BATCH, fic.USER_LIST,
-    fic.USER_LIST_V2, fic.USER_GET, fic.USER_CREATE, fic.USER_DELETE, fic.VERSION,
+    fic.LOGIN,
+    fic.PREVIEW,
+    fic.AUTH,
+    fic.AUTH_STATUS,
+    fic.AUTH_BATCH,
+    fic.USER_LIST,
+    fic.USER_LIST_V2,
+    fic.USER_GET,
+    fic.USER_CREATE,
+    fic.USER_DELETE,
+    fic.VERSION,
 )
 
 # ---- status mapping ---------------------------------------------------------------------------
@@ -171,8 +180,10 @@ def test_auth_id_is_read_tolerantly(body: object, expected: str | None) -> None:
         ({"status": "waiting"}, PushStatus.WAITING),
         ({"authid": "x", "status": "authenticated"}, PushStatus.APPROVED),
         ([{"authid": "x", "status": "rejected"}], PushStatus.DENIED),
-        ([{"authid": "y", "status": "rejected"}, {"authid": "x", "status": "waiting"}],
-         PushStatus.WAITING),
+        (
+            [{"authid": "y", "status": "rejected"}, {"authid": "x", "status": "waiting"}],
+            PushStatus.WAITING,
+        ),
         ([{"status": "Authenticated"}], PushStatus.APPROVED),
         ({"status": "expired"}, None),
         ([], None),
@@ -186,12 +197,17 @@ def test_push_status_accepts_object_or_list(body: object, expected: PushStatus |
 
 def test_batch_keeps_readable_finished_pushes() -> None:
     """The batch list becomes a dict by auth id; unreadable items are skipped, [] is empty."""
-    body = [{"authid": "a", "status": "authenticated"}, {"authid": "b", "status": "rejected"},
-            {"status": "authenticated"}, "junk"]
+    body = [
+        {"authid": "a", "status": "authenticated"},
+        {"authid": "b", "status": "rejected"},
+        {"status": "authenticated"},
+        "junk",
+    ]
     assert fic.finished_pushes_of(body) == {"a": PushStatus.APPROVED, "b": PushStatus.DENIED}
     assert fic.finished_pushes_of([]) == {}
     assert fic.finished_pushes_of({"items": [{"authid": "c", "status": "rejected"}]}) == {
-        "c": PushStatus.DENIED}
+        "c": PushStatus.DENIED
+    }
     assert fic.finished_pushes_of("nonsense") is None
 
 
@@ -200,7 +216,10 @@ def test_preview_is_parsed_case_insensitively() -> None:
     preview = fic.preview_of({"action": "mfa", "auth_method": "ftm", "push_enabled": True})
     assert preview is not None
     assert (preview.action, preview.auth_method, preview.push_enabled) == (
-        PreviewAction.MFA, AuthMethod.FTM, True)
+        PreviewAction.MFA,
+        AuthMethod.FTM,
+        True,
+    )
     blocked = fic.preview_of({"action": "Block", "message": "disabled", "temp_token": "true"})
     assert blocked is not None and blocked.message == "disabled" and blocked.temp_token
     assert fic.preview_of({"action": "Maybe"}) is None
@@ -209,8 +228,14 @@ def test_preview_is_parsed_case_insensitively() -> None:
 
 def test_users_parse_from_object_or_list() -> None:
     """A user list may come as one object; id falls back to user_id; a nameless item fails."""
-    one = {"id": "r1", "user_id": "u1", "username": "alice", "active": True, "fail_times": 0,
-           "lockout_at": None}
+    one = {
+        "id": "r1",
+        "user_id": "u1",
+        "username": "alice",
+        "active": True,
+        "fail_times": 0,
+        "lockout_at": None,
+    }
     users = fic.users_of(one)
     assert users is not None and users[0].id == "r1" and users[0].lockout_at is None
     fallback = fic.users_of([{"user_id": "u2", "username": "bob"}])
@@ -253,9 +278,11 @@ def test_next_page_link_only_on_our_host() -> None:
     """Link rel=next is followed as given (other port allowed) but never to another host."""
     here = "https://fic.example:9696/api/v2/user"
     assert fic.next_page_url("https://fic.example:8686/api/v2/user?page=2", here) == (
-        "https://fic.example:8686/api/v2/user?page=2")
+        "https://fic.example:8686/api/v2/user?page=2"
+    )
     assert fic.next_page_url("/api/v2/user?page=3", here) == (
-        "https://fic.example:9696/api/v2/user?page=3")
+        "https://fic.example:9696/api/v2/user?page=3"
+    )
     assert fic.next_page_url("https://evil.example/api/v2/user?page=2", here) is None
     assert fic.next_page_url(None, here) is None
 
@@ -299,9 +326,13 @@ def connect() -> Iterator[ClientFactory]:
 
     def make(simulator: FicSimulator, **overrides: Any) -> fic.FicClient:
         settings: dict[str, Any] = {
-            "base_url": simulator.base_url, "client_id": "demo-client",
-            "client_secret": Secret(CLIENT_SECRET), "connect_timeout": 1.0,
-            "read_timeout": 2.0, "backoff": 0.01, **overrides,
+            "base_url": simulator.base_url,
+            "client_id": "demo-client",
+            "client_secret": Secret(CLIENT_SECRET),
+            "connect_timeout": 1.0,
+            "read_timeout": 2.0,
+            "backoff": 0.01,
+            **overrides,
         }
         client = fic.FicClient(**settings)
         made.append(client)
@@ -330,8 +361,11 @@ def test_login_once_then_reuse_token(sim: FicSimulator, connect: ClientFactory) 
 
 @pytest.mark.parametrize(
     ("client_id", "secret", "status"),
-    [("demo-client", "wrong-secret", 401), ("nobody", CLIENT_SECRET, 404),
-     ("demo-client", "bad secret", 400)],
+    [
+        ("demo-client", "wrong-secret", 401),
+        ("nobody", CLIENT_SECRET, 404),
+        ("demo-client", "bad secret", 400),
+    ],
 )
 def test_refused_credentials(
     sim: FicSimulator, connect: ClientFactory, client_id: str, secret: str, status: int
@@ -427,7 +461,10 @@ def test_preview_answers(sim: FicSimulator, connect: ClientFactory) -> None:
     client = connect(sim)
     alice = client.preview("alice", user_ip="192.0.2.10")
     assert (alice.action, alice.auth_method, alice.push_enabled) == (
-        PreviewAction.MFA, AuthMethod.FTM, True)
+        PreviewAction.MFA,
+        AuthMethod.FTM,
+        True,
+    )
     carol = client.preview("carol")
     assert (carol.auth_method, carol.push_enabled) == (AuthMethod.SMS, False)
     assert client.preview("gina").action is PreviewAction.BYPASS
@@ -540,8 +577,8 @@ def test_push_start_poll_and_batch(sim: FicSimulator, connect: ClientFactory) ->
 
 
 @pytest.mark.parametrize(
-    "settings", [{"auth_status_shape": "list"}, {"push_start_status": 202},
-                 {"push_start_status": 201}],
+    "settings",
+    [{"auth_status_shape": "list"}, {"push_start_status": 202}, {"push_start_status": 201}],
 )
 def test_push_tolerates_answer_shapes(connect: ClientFactory, settings: dict[str, Any]) -> None:
     """Push start with 200/201/202 and status as an object or one-element list both work."""
@@ -598,8 +635,12 @@ def test_sms_without_mobile_is_rejected(sim: FicSimulator, connect: ClientFactor
 def test_users_create_get_find_delete(sim: FicSimulator, connect: ClientFactory) -> None:
     """A created user can be fetched, found by name, listed, deleted, and is then unknown."""
     client = connect(sim)
-    created = client.create_user(username="zoe", email="zoe@example.com",
-                                 mobile_number="+15550100099", auth_method=AuthMethod.SMS)
+    created = client.create_user(
+        username="zoe",
+        email="zoe@example.com",
+        mobile_number="+15550100099",
+        auth_method=AuthMethod.SMS,
+    )
     assert (created.username, created.auth_method) == ("zoe", "SMS")
     assert client.get_user(created.id) == created
     found = client.find_user("ZOE")
@@ -786,7 +827,9 @@ def test_429_on_post_auth_is_not_retried(sim: FicSimulator, connect: ClientFacto
     ],
 )
 def test_malformed_json_is_protocol_error(
-    sim: FicSimulator, connect: ClientFactory, endpoint: str,
+    sim: FicSimulator,
+    connect: ClientFactory,
+    endpoint: str,
     call: Callable[[fic.FicClient], object],
 ) -> None:
     """A truncated JSON body (even one that mentions "authenticated") is FicProtocolError."""
@@ -808,8 +851,10 @@ def test_observer_sees_every_call(sim: FicSimulator, connect: ClientFactory) -> 
     with pytest.raises(FicUnknownUser):
         client.preview("nobody")
     assert [(c.endpoint, c.status, c.outcome) for c in calls] == [
-        ("POST /login", 201, "ok"), ("POST /auth/preview", 200, "ok"),
-        ("POST /auth/preview", 400, "http_error")]
+        ("POST /login", 201, "ok"),
+        ("POST /auth/preview", 200, "ok"),
+        ("POST /auth/preview", 400, "http_error"),
+    ]
     assert all(call.seconds >= 0 for call in calls)
 
 
@@ -829,7 +874,7 @@ class ScriptedFic:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 return
 
             def do_GET(self) -> None:
@@ -838,7 +883,8 @@ class ScriptedFic:
                 outer.requests.append((self.command, self.path, dict(self.headers), body))
                 responder = script.get(f"{self.command} {path}")
                 status, answer, headers = (
-                    responder(query, body) if responder else (404, {"error": "Not Found"}, {}))
+                    responder(query, body) if responder else (404, {"error": "Not Found"}, {})
+                )
                 payload = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
                 self.send_response(status)
                 for name, value in headers.items():
@@ -891,9 +937,15 @@ def scripted() -> Iterator[Callable[..., ScriptedFic]]:
 
 
 def scripted_client(server: ScriptedFic, **overrides: Any) -> fic.FicClient:
-    return fic.FicClient(base_url=server.base_url, client_id="demo-client",
-                         client_secret=Secret(CLIENT_SECRET), connect_timeout=1.0,
-                         read_timeout=2.0, sleep=lambda _: None, **overrides)
+    return fic.FicClient(
+        base_url=server.base_url,
+        client_id="demo-client",
+        client_secret=Secret(CLIENT_SECRET),
+        connect_timeout=1.0,
+        read_timeout=2.0,
+        sleep=lambda _: None,
+        **overrides,
+    )
 
 
 def test_requests_carry_bearer_json_and_string_token(scripted: Callable[..., ScriptedFic]) -> None:
@@ -932,22 +984,32 @@ def test_iter_users_falls_back_to_v1(scripted: Callable[..., ScriptedFic]) -> No
     with scripted_client(server) as client:
         assert [u.username for u in client.iter_users()] == ["alice"]
     assert [path.partition("?")[0] for _, path, _, _ in server.requests[1:]] == [
-        "/api/v2/user", "/api/v1/user"]
+        "/api/v2/user",
+        "/api/v1/user",
+    ]
 
 
 def test_next_link_to_another_host_is_not_followed(scripted: Callable[..., ScriptedFic]) -> None:
     """A rel=next pointing at a foreign host ends the listing: the bearer never goes there."""
     link = {"Link": '<https://elsewhere.example/api/v2/user?page=2>; rel="next"'}
-    server = scripted({"GET /api/v2/user": lambda q, b: (200, [{"id": "1", "username": "a"}],
-                                                          link)})
+    server = scripted(
+        {"GET /api/v2/user": lambda q, b: (200, [{"id": "1", "username": "a"}], link)}
+    )
     with scripted_client(server) as client:
         assert len(list(client.iter_users())) == 1
 
 
 def test_redirect_is_not_followed(scripted: Callable[..., ScriptedFic]) -> None:
     """A 3xx is a protocol error; the request (and its bearer) is not sent to the Location."""
-    server = scripted({"POST /api/v1/auth": lambda q, b: (
-        307, {}, {"Location": "http://127.0.0.1:9/api/v1/auth"})})
+    server = scripted(
+        {
+            "POST /api/v1/auth": lambda q, b: (
+                307,
+                {},
+                {"Location": "http://127.0.0.1:9/api/v1/auth"},
+            )
+        }
+    )
     with scripted_client(server) as client, pytest.raises(FicProtocolError):
         client.start_push("alice")
     assert len(server.requests) == 2
@@ -974,21 +1036,30 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName(
-            [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
     )
     folder = tmp_path_factory.mktemp("tls")
     cert_path, key_path = folder / "cert.pem", folder / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
     return str(cert_path), str(key_path)
 
 
@@ -1025,9 +1096,10 @@ def test_missing_ca_bundle_is_unavailable_not_a_crash(
 ) -> None:
     """A CA bundle path that does not exist gives FicUnavailable naming the problem."""
     server = _tls_server(scripted, tls_files)
-    with scripted_client(server, ca_bundle="/nonexistent/ca.pem") as client, pytest.raises(
-        FicUnavailable
-    ) as caught:
+    with (
+        scripted_client(server, ca_bundle="/nonexistent/ca.pem") as client,
+        pytest.raises(FicUnavailable) as caught,
+    ):
         client.version()
     assert "/nonexistent/ca.pem" in str(caught.value)
 
@@ -1036,7 +1108,9 @@ def test_missing_ca_bundle_is_unavailable_not_a_crash(
 
 
 def test_no_secret_token_or_code_in_logs_or_errors(
-    sim: FicSimulator, scripted: Callable[..., ScriptedFic], connect: ClientFactory,
+    sim: FicSimulator,
+    scripted: Callable[..., ScriptedFic],
+    connect: ClientFactory,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Through logins, codes, re-logins and errors, no secret, token or code reaches a log."""
