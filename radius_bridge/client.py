@@ -12,6 +12,7 @@ import socket
 import time
 from collections.abc import Iterable
 
+from radius_bridge.errors import PacketError
 from radius_bridge.radius import RadiusCodec, Reply
 
 
@@ -78,7 +79,7 @@ class RadiusClient:
                         return self._codec.decode_reply(
                             data, secret=self._secret, request_authenticator=authenticator
                         )
-                    except ValueError:
+                    except PacketError:
                         continue  # not signed with our secret: keep waiting for the real one
         raise NoReply(
             f"no valid reply from {self._server[0]}:{self._server[1]} after "
