@@ -1420,3 +1420,35 @@ def test_https_with_certificate(certificate: tuple[Path, Path]) -> None:
             requests.get(f"{sim.origin}/version", timeout=TIMEOUT)
     with pytest.raises(ValueError, match="together"):
         tls_context_from_args(parser.parse_args(["--tls-cert", str(cert)]))
+
+
+def raw_exchange(sim: FicSimulator, request: bytes) -> bytes:
+    """Send raw bytes on a fresh connection and read until the server closes it."""
+    with socket.create_connection(("127.0.0.1", sim.port), timeout=TIMEOUT) as connection:
+        connection.sendall(request)
+        chunks = []
+        while chunk := connection.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def test_http_framing_edge_cases(api: Api) -> None:
+    """Bad request lines get 400; HTTP/1.0 closes; chunked bodies and Expect are handled."""
+    assert raw_exchange(api.sim, b"NONSENSE\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+    reply = raw_exchange(api.sim, b"GET /version HTTP/1.0\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close" in reply
+    body = b'{"client_id": "demo-client", "client_secret": "demo-secret"}'
+    chunked = (
+        b"POST /api/v1/login HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+        b"Connection: close\r\nExpect: 100-continue\r\n\r\n"
+        + f"{len(body):x}\r\n".encode()
+        + body
+        + b"\r\n0\r\n\r\n"
+    )
+    reply = raw_exchange(api.sim, chunked)
+    assert reply.startswith(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\n")
+    assert b'"access_token": "' in reply
+    bad_length = b"POST /api/v1/login HTTP/1.1\r\nContent-Length: -4\r\n\r\n"
+    assert raw_exchange(api.sim, bad_length).startswith(b"HTTP/1.1 400 ")
+    no_body = raw_exchange(api.sim, b"DELETE /api/v1/user/x HTTP/1.1\r\nConnection: close\r\n\r\n")
+    assert no_body.startswith(b"HTTP/1.1 401 ")
