@@ -9,25 +9,25 @@ of ``shared/fic-api.md`` §15 live in ``simulator_state`` and the users in ``sim
 API paths (``/api/v1/...``, ``/api/v2/user``, ``/version``) are those of fic-api.md. Control
 endpoints need no bearer token, are never faulted, delayed or rate limited:
 
-=========================================  ===================================================
-``GET    /_sim/counters``                  counters (see ``FicSimulator.counters``)
-``POST   /_sim/reset``                     zero the counters (also ``DELETE /_sim/counters``)
-``GET    /_sim/faults``                    active faults with their remaining count
-``POST   /_sim/faults``                    add one: ``{"kind", "endpoint", "count",
-                                           "retry_after", "delay"}`` -> 201
-``DELETE /_sim/faults``                    clear every fault -> 204
-``POST   /_sim/expire-tokens``             every issued access token becomes invalid -> 204
-``GET    /_sim/outbox/{username}``         codes "sent" by SMS/e-mail: ``{"username",
-                                           "codes": [oldest..newest], "latest"}``
-``POST   /_sim/users``                     add or replace a user (``SimUser`` fields) -> 201
-``GET    /_sim/users/{username}``          the FIC user object (fail_times, lockout_at...)
-``GET    /_sim/auths[?username=]``         known auths: authid, username, kind, status
-``POST   /_sim/auth/{id}/approve|deny``    answer a waiting push by hand -> 200; 404 unknown;
-                                           409 already answered
+=============================================  ===============================================
+``GET    /_sim/counters``                      counters (see ``FicSimulator.counters``)
+``POST   /_sim/reset``                         zero the counters (``DELETE /_sim/counters`` too)
+``GET    /_sim/faults``                        active faults with their remaining count
+``POST   /_sim/faults``                        add one: ``{"kind", "endpoint", "count",
+                                               "retry_after", "delay"}`` -> 201
+``DELETE /_sim/faults``                        clear every fault -> 204
+``POST   /_sim/expire-tokens``                 every issued access token becomes invalid -> 204
+``GET    /_sim/outbox/{username}``             codes "sent" by SMS/e-mail: ``{"username",
+                                               "codes": [oldest..newest], "latest"}``
+``POST   /_sim/users``                         add or replace a user (``SimUser`` fields) -> 201
+``GET    /_sim/users/{username}``              the FIC user object (fail_times, lockout_at)
+``GET    /_sim/auths[?username=]``             known auths: authid, username, kind, status
+``POST   /_sim/auth/{id}/approve|deny``        answer a waiting push -> 200; 404 unknown;
+                                               409 already answered
 ``POST   /_sim/push/{username}/approve|deny``  the same for the user's oldest waiting push
-``GET    /_sim/settings``                  current switches (the client secret left out)
-``POST   /_sim/settings``                  change switches: ``{"auth_status_shape": "list"}``
-=========================================  ===================================================
+``GET    /_sim/settings``                      current switches (the client secret left out)
+``POST   /_sim/settings``                      change switches: ``{"auth_status_shape": "list"}``
+=============================================  ===============================================
 """
 
 from __future__ import annotations
