@@ -210,6 +210,8 @@ class _LineHandler(logging.Handler):
 
 
 _installed_handler: _LineHandler | None = None
+# The standard-library levels found before the first configure_logging, for reset_logging.
+_levels_before: dict[str, int] = {}
 
 
 def parse_level(level: str) -> int:
@@ -284,18 +286,25 @@ def configure_logging(
     root = logging.getLogger()
     if _installed_handler is not None:
         root.removeHandler(_installed_handler)
+    else:
+        for name in ("", *QUIET_LIBRARY_LOGGERS):
+            _levels_before[name] = logging.getLogger(name).level
     root.addHandler(handler)
     _installed_handler = handler
     _apply_stdlib_levels(threshold)
 
 
 def reset_logging() -> None:
-    """Undo ``configure_logging``: structlog's defaults, our handler off the root logger."""
+    """Undo ``configure_logging``: structlog's defaults, our handler off the root logger, and
+    the standard-library levels as they were."""
     global _installed_handler
     structlog.reset_defaults()
     if _installed_handler is not None:
         logging.getLogger().removeHandler(_installed_handler)
         _installed_handler = None
+    for name, level in _levels_before.items():
+        logging.getLogger(name).setLevel(level)
+    _levels_before.clear()
 
 
 def set_level(level: str) -> None:

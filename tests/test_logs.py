@@ -21,13 +21,10 @@ log = structlog.get_logger("radius_bridge.test_logs")
 
 @pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
-    """Every test leaves structlog, the root logger and pyrad's level as it found them."""
-    levels = {name: logging.getLogger(name).level for name in ("", "pyrad")}
+    """Every test leaves structlog and the standard library's logging as it found them."""
     yield
     logs.reset_logging()
     structlog.contextvars.clear_contextvars()
-    for name, level in levels.items():
-        logging.getLogger(name).setLevel(level)
 
 
 @pytest.fixture
@@ -327,3 +324,14 @@ def test_every_line_is_flushed_when_written() -> None:
     logging.getLogger("x").warning("two")
     assert stream.getvalue().count("\n") == 2
     assert stream.flushes_after_line == [True, True]
+
+
+def test_reset_puts_logging_back_as_it_was() -> None:
+    """reset_logging removes our handler and restores the levels found before configuring."""
+    root, pyrad = logging.getLogger(), logging.getLogger("pyrad")
+    handlers, root_level, pyrad_level = list(root.handlers), root.level, pyrad.level
+    logs.configure_logging(LogFormat.JSON, "debug", stream=io.StringIO())
+    logs.configure_logging(LogFormat.CONSOLE, "error", stream=io.StringIO())
+    assert (root.level, pyrad.level) == (logging.ERROR, logging.ERROR)
+    logs.reset_logging()
+    assert (list(root.handlers), root.level, pyrad.level) == (handlers, root_level, pyrad_level)
