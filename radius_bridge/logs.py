@@ -43,8 +43,8 @@ _METHOD_LEVELS = {
 }
 
 # Words that make a key's value a credential: ``password``, ``client_secret``, ``accessToken``,
-# ``Authorization``, ``otp``, ``code``. A "code" qualified by one of the words after it is a
-# number about a protocol, not a one-time code (``status_code``, ``exit_code``).
+# ``Authorization``, ``otp``, ``code``. A "code" right after one of the harmless qualifiers is
+# a number about a protocol, not a one-time code (``status_code``, ``exit_code``).
 _SENSITIVE_WORDS = frozenset(
     {
         "password", "passwd", "pwd", "passcode", "secret", "token", "otp", "authorization",
@@ -64,7 +64,7 @@ def is_sensitive_key(key: str) -> bool:
     words = [w for w in _NON_ALNUM.split(_CAMEL_BOUNDARY.sub("_", key).lower()) if w]
     for index, word in enumerate(words):
         singular = word[:-1] if word.endswith("s") else word
-        if singular == "code" or word == "code":
+        if singular == "code":
             if index == 0 or words[index - 1] not in _HARMLESS_CODE_QUALIFIERS:
                 return True
         elif word in _SENSITIVE_WORDS or singular in _SENSITIVE_WORDS:
