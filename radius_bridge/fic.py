@@ -948,6 +948,7 @@ class FicClient:
         """
         deadline, read = self._read(timeout)
         secret_code = Secret(code)
+        del code  # from here on only wrapped: a traceback printing locals shows no code
         body: dict[str, str | Secret] = {
             **self._auth_body(username, realm, user_ip),
             "token": secret_code,
