@@ -1007,24 +1007,25 @@ def test_hang_fault_times_out_without_blocking_others(api: Api) -> None:
     time.sleep(0.1)
     started = time.monotonic()
     assert api.call("GET", "/user").status_code == 200
-    assert time.monotonic() - started < 0.3
+    assert time.monotonic() - started < 1.0  # the hang holds its request for 2 s
     thread.join(TIMEOUT)
     assert 0.4 < float(outcome["timeout"]) < 1.5  # type: ignore[arg-type]
 
 
 def test_slow_fault_and_latency_delay_but_answer(make_api: Callable[..., Api]) -> None:
-    """slow adds its delay to one request; latency adds to every API request."""
-    api = make_api(latency=0.05)
-    api.sim.inject_fault("slow", endpoint="GET /user", count=1, delay=0.2)
+    """slow adds its delay to one request; latency adds to every API request, not /_sim/."""
+    api = make_api(latency=0.2)
+    api.sim.inject_fault("slow", endpoint="GET /user", count=1, delay=0.3)
     started = time.monotonic()
     assert api.call("GET", "/user").status_code == 200
-    assert time.monotonic() - started >= 0.25
+    assert time.monotonic() - started >= 0.5
+    assert api.sim.faults() == []
     started = time.monotonic()
     assert api.call("GET", "/user").status_code == 200
-    assert 0.05 <= time.monotonic() - started < 0.2
+    assert 0.2 <= time.monotonic() - started < 0.45
     started = time.monotonic()
     assert api.call("GET", "/_sim/counters", auth=False).status_code == 200
-    assert time.monotonic() - started < 0.05  # control endpoints are never delayed
+    assert time.monotonic() - started < 0.15
 
 
 def test_stop_releases_hung_requests(make_api: Callable[..., Api]) -> None:
