@@ -1037,15 +1037,21 @@ class FicClient:
     def send_code(
         self,
         username: str,
-        method: AuthMethod,
+        method: AuthMethod | None,
         *,
         realm: str | None = None,
         user_ip: str | None = None,
         timeout: float | None = None,
     ) -> str | None:
-        """Have FIC send a code by ``method`` (SMS/Email); returns an auth id if FIC gave one."""
+        """Have FIC send a code by ``method`` (SMS/Email); returns an auth id if FIC gave one.
+
+        ``method=None`` leaves the channel to FIC: a user with a temporary token gets the code
+        by that token's Email or SMS (shared/fic-api.md §9).
+        """
         deadline, read = self._read(timeout)
-        body = {**self._auth_body(username, realm, user_ip), "auth_method": method.value}
+        body = self._auth_body(username, realm, user_ip)
+        if method is not None:
+            body["auth_method"] = method.value
         reply = self._call(
             "POST",
             f"{self._api_v1}/auth",

@@ -29,7 +29,7 @@ from typing import Any, Protocol, TypeVar
 import structlog
 
 from radius_bridge import __version__, policy
-from radius_bridge.challenge import ChallengeStates, StateExpired, StateReplayed
+from radius_bridge.challenge import ChallengeStates, StateError
 from radius_bridge.config import ClientConfig, Config, EmptyPassword, MessageAuthenticatorPolicy
 from radius_bridge.errors import FicError, FicUnavailable, PacketError
 from radius_bridge.model import (
@@ -448,12 +448,9 @@ class Service:
                 client=client.name,
                 now=self._wall_clock(),
             )
-        except StateExpired:
-            return policy.reject(Reason.STATE_EXPIRED)
-        except StateReplayed:
-            return policy.reject(Reason.STATE_REPLAYED)
-        except Exception:  # any other State problem: forged, tampered, foreign
-            return policy.reject(Reason.STATE_INVALID)
+        except StateError as error:  # forged, tampered, expired, replayed, foreign
+            login.extra["detail"] = str(error)
+            return policy.reject(error.reason)
         login.extra["challenged_for"] = ticket.factor.value
         code = request.password or ""
         if policy.factor_for_password(code, self._config.auth) is not Factor.OTP:

@@ -46,7 +46,9 @@ test_users.__test__ = False  # type: ignore[attr-defined]  # a factory, not a te
 @pytest.fixture
 def sim() -> Iterator[FicSimulator]:
     """A fresh FIC simulator on 127.0.0.1, port 0."""
-    simulator = FicSimulator(users=test_users(), settings=SimulatorSettings())
+    # The fixed test code 123456 may be used again within its 30 s step (a real TOTP code may
+    # not), so that one test can log in more than once.
+    simulator = FicSimulator(users=test_users(), settings=SimulatorSettings(codes_single_use=False))
     simulator.start()
     yield simulator
     simulator.stop()
