@@ -437,6 +437,13 @@ def test_pushes_from_different_stations_are_not_joined(
     assert sim.counters()["pushes"] == {"kim": 2}
 
 
+def wait_until(condition: Callable[[], bool], *, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
 # -- concurrency ----------------------------------------------------------------------------------
 
 
@@ -458,8 +465,7 @@ def test_two_hundred_pending_pushes_do_not_slow_codes_or_multiply_polls(
                 user_name=f"user{index}", password="push",
             )
             sock.sendto(raw, bridge.address)
-        time.sleep(0.5)
-        assert len(bridge.bridge.pending) == count
+        wait_until(lambda: len(bridge.bridge.pending) == count, timeout=2.0)
         code_latencies = []
         for _ in range(10):
             begun = time.monotonic()
@@ -474,7 +480,8 @@ def test_two_hundred_pending_pushes_do_not_slow_codes_or_multiply_polls(
         for sock in sockets:
             sock.close()
     assert outcomes == [packet.AccessAccept] * count
-    assert max(code_latencies) < 0.5
+    # Generous for a loaded CI machine; an OTP queued behind pushes would take seconds.
+    assert max(code_latencies) < 1.0
     counters = sim.counters()
     assert sum(counters["pushes"].values()) == count
     assert counters["status_polls"] == 0
