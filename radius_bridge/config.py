@@ -185,6 +185,17 @@ class LoggingConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class MetricsConfig:
+    """The optional HTTP listener for Prometheus (``/metrics``) and ``/healthz``.
+
+    Off unless ``listen`` is set; a non-loopback ``listen`` needs ``allow_remote``.
+    """
+
+    listen: ListenAddress | None = None
+    allow_remote: bool = False
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Config:
     """The whole configuration, and ``source``: the file it came from."""
 
@@ -192,6 +203,7 @@ class Config:
     radius: RadiusConfig
     auth: AuthConfig = field(default_factory=AuthConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: str
 
     def client_for(self, address: str) -> ClientConfig | None:
@@ -253,12 +265,13 @@ def parse_config(
     if not isinstance(data, dict):
         problem = "is empty" if data is None else "must be a mapping"
         raise context.error("", f"{problem}: it needs at least the sections fic and radius")
-    root = _Section(context, "", data, ("fic", "radius", "auth", "logging"))
+    root = _Section(context, "", data, ("fic", "radius", "auth", "logging", "metrics"))
     return Config(
         fic=_parse_fic(root.section("fic", required=True)),
         radius=_parse_radius(root.section("radius", required=True)),
         auth=_parse_auth(root.section("auth")),
         logging=_parse_logging(root.section("logging")),
+        metrics=_parse_metrics(root.section("metrics")),
         source=source,
     )
 
@@ -582,6 +595,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
     ),
     "username": ("strip_domain", "strip_realm", "lowercase", "realm_map"),
     "logging": ("format", "level"),
+    "metrics": ("listen", "allow_remote"),
 }
 
 
@@ -707,8 +721,13 @@ def _parse_listen(section: _Section) -> tuple[ListenAddress, ...]:
     return tuple(addresses)
 
 
-def _parse_listen_address(text: str) -> ListenAddress:
-    """``"0.0.0.0:1812"``, ``"[::]:1812"``, ``"127.0.0.1"`` (port 1812); ValueError if not."""
+def _parse_listen_address(
+    text: str, *, default_port: int | None = DEFAULT_RADIUS_PORT
+) -> ListenAddress:
+    """``"0.0.0.0:1812"``, ``"[::]:1812"``, ``"127.0.0.1"`` (port 1812); ValueError if not.
+
+    With ``default_port=None`` the port must be written out.
+    """
     if text.startswith("["):
         host, bracket, rest = text[1:].partition("]")
         if not bracket or (rest and not rest.startswith(":")):
@@ -728,11 +747,13 @@ def _parse_listen_address(text: str) -> ListenAddress:
         raise ValueError(f"{host!r} is not an IP address (a host name is not accepted)") from None
     if ip.version != version:
         raise ValueError(f"{text!r} is not an address such as '0.0.0.0:1812' or '[::]:1812'")
-    port = DEFAULT_RADIUS_PORT
+    port = default_port
     if port_text is not None:
         if not re.fullmatch(r"[0-9]{1,5}", port_text) or not 1 <= int(port_text) <= 65535:
             raise ValueError(f"port {port_text!r} must be a number between 1 and 65535")
         port = int(port_text)
+    if port is None:
+        raise ValueError(f"{text!r} needs a port, such as '{text}:9812'")
     return ListenAddress(host=str(ip), port=port)
 
 
@@ -916,3 +937,24 @@ def _parse_logging(section: _Section) -> LoggingConfig:
         format=section.choice("format", LogFormat, LogFormat.JSON),
         level=level,
     )
+
+
+def _parse_metrics(section: _Section) -> MetricsConfig:
+    allow_remote = section.boolean("allow_remote", False)
+    text = section.optional_text("listen")
+    if text is None:
+        return MetricsConfig(allow_remote=allow_remote)
+    try:
+        # No default port: nothing registers one for metrics, so the file must say which.
+        address = _parse_listen_address(text, default_port=None)
+    except ValueError as exc:
+        raise section.error("listen", str(exc)) from None
+    # The listener has no authentication and no TLS, and what it serves (client names, login
+    # counts, FIC health) helps an attacker; off the machine only when the operator says so.
+    if not allow_remote and not ipaddress.ip_address(address.host).is_loopback:
+        raise section.error(
+            "listen",
+            f"{address} is not a loopback address; metrics have no authentication, so set "
+            "metrics.allow_remote: true to serve them beyond this machine",
+        )
+    return MetricsConfig(listen=address, allow_remote=allow_remote)

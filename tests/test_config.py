@@ -24,6 +24,7 @@ from radius_bridge.config import (
     LogFormat,
     LoggingConfig,
     MessageAuthenticatorPolicy,
+    MetricsConfig,
     RadiusConfig,
     UsernameConfig,
     load_config,
@@ -115,6 +116,7 @@ def test_minimal_file_gets_the_documented_defaults(tmp_path: Path) -> None:
     assert config.auth.username == UsernameConfig()
     assert dict(config.auth.username.realm_map) == {}
     assert config.logging == LoggingConfig(format=LogFormat.JSON, level="info")
+    assert config.metrics == MetricsConfig(listen=None, allow_remote=False)
     assert config.source == str(tmp_path / "bridge.yaml")
 
 
@@ -148,6 +150,7 @@ def test_example_file_loads(example_environ: tuple[Path, dict[str, str]]) -> Non
     assert config.radius.state_secret is not None
     assert config.radius.state_secret.reveal() == STATE_SECRET
     assert dict(config.auth.username.realm_map)["example.com"] == "vpn-users"
+    assert config.metrics.listen == ListenAddress(host="127.0.0.1", port=9812)
 
 
 def _config_keys(cls: type[Any]) -> Iterator[str]:
@@ -161,6 +164,7 @@ def _config_keys(cls: type[Any]) -> Iterator[str]:
             "auth": AuthConfig,
             "username": UsernameConfig,
             "logging": LoggingConfig,
+            "metrics": MetricsConfig,
         }
         if f.name in nested and nested[f.name] is not cls:
             yield from _config_keys(nested[f.name])
@@ -432,6 +436,34 @@ BAD = [
         "must be one of debug, info, warning, error",
     ),
     ({"logging": {"format": "text"}}, "logging.format", "must be 'json' or 'console'"),
+    # metrics
+    ({"metrics": {"listn": "127.0.0.1:9812"}}, "metrics.listn", "did you mean 'listen'?"),
+    ({"metrics": ["127.0.0.1:9812"]}, "metrics", "must be a mapping"),
+    (
+        {"metrics": {"listen": "0.0.0.0:9812"}},
+        "metrics.listen",
+        "0.0.0.0:9812 is not a loopback address; metrics have no authentication, so set "
+        "metrics.allow_remote: true",
+    ),
+    ({"metrics": {"listen": "[::]:9812"}}, "metrics.listen", "is not a loopback address"),
+    ({"metrics": {"listen": "192.0.2.1:9812"}}, "metrics.listen", "is not a loopback address"),
+    (
+        {"metrics": {"listen": "::ffff:127.0.0.1"}},
+        "metrics.listen",
+        "put an IPv6 address in brackets",
+    ),
+    (
+        {"metrics": {"listen": "127.0.0.1"}},
+        "metrics.listen",
+        "'127.0.0.1' needs a port, such as '127.0.0.1:9812'",
+    ),
+    ({"metrics": {"listen": "[::1]"}}, "metrics.listen", "such as '[::1]:9812'"),
+    ({"metrics": {"listen": "127.0.0.1:0"}}, "metrics.listen", "between 1 and 65535"),
+    ({"metrics": {"listen": "localhost:9812"}}, "metrics.listen", "is not an IP address"),
+    ({"metrics": {"listen": 9812}}, "metrics.listen", "must be a string"),
+    ({"metrics": {"listen": ""}}, "metrics.listen", "must not be empty"),
+    ({"metrics": {"listen": ["127.0.0.1:9812"]}}, "metrics.listen", "must be a string"),
+    ({"metrics": {"allow_remote": "yes"}}, "metrics.allow_remote", "must be true or false"),
 ]
 
 
@@ -674,6 +706,35 @@ def test_listen_addresses(
     """Listen addresses parse as IPv4[:port] or [IPv6][:port], port 1812 by default."""
     config = load(tmp_path, merged(minimal(), {"radius": {"listen": listen}}))
     assert [(a.host, a.port, str(a)) for a in config.radius.listen] == expected
+
+
+@pytest.mark.parametrize(
+    ("metrics", "expected"),
+    [
+        ({}, MetricsConfig(listen=None, allow_remote=False)),
+        ({"listen": None}, MetricsConfig(listen=None, allow_remote=False)),
+        (
+            {"listen": "127.0.0.1:9812"},
+            MetricsConfig(listen=ListenAddress(host="127.0.0.1", port=9812)),
+        ),
+        (
+            {"listen": "127.0.0.53:9100"},
+            MetricsConfig(listen=ListenAddress(host="127.0.0.53", port=9100)),
+        ),
+        ({"listen": "[::1]:9812"}, MetricsConfig(listen=ListenAddress(host="::1", port=9812))),
+        (
+            {"listen": "0.0.0.0:9812", "allow_remote": True},
+            MetricsConfig(listen=ListenAddress(host="0.0.0.0", port=9812), allow_remote=True),
+        ),
+        (
+            {"listen": "[2001:DB8::5]:9812", "allow_remote": True},
+            MetricsConfig(listen=ListenAddress(host="2001:db8::5", port=9812), allow_remote=True),
+        ),
+    ],
+)
+def test_metrics_listener(tmp_path: Path, metrics: object, expected: MetricsConfig) -> None:
+    """metrics.listen is off by default, loopback with a port when set, remote only if allowed."""
+    assert load(tmp_path, merged(minimal(), {"metrics": metrics})).metrics == expected
 
 
 @pytest.mark.parametrize(
