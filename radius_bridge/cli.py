@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from radius_bridge import __version__, admin, logs, simulator
-from radius_bridge.config import Config, LogFormat, load_config, parse_config
+from radius_bridge.config import Config, load_config, parse_config
 from radius_bridge.errors import ConfigError
 
 EXIT_OK = 0
@@ -157,7 +157,12 @@ def demo_config(*, radius_port: int, fic_base_url: str) -> Config:
 def _demo(radius_port: int, fic_port: int) -> int:
     from radius_bridge.daemon import run_daemon
 
-    sim = simulator.FicSimulator(users=simulator.demo_users())
+    # The demo's fixed code 123456 may be typed again within its 30 s step (real codes may not),
+    # so that trying the flows one after another just works.
+    sim = simulator.FicSimulator(
+        users=simulator.demo_users(),
+        settings=simulator.SimulatorSettings(codes_single_use=False),
+    )
     base_url = sim.start(port=fic_port)
     try:
         config = demo_config(radius_port=radius_port, fic_base_url=base_url)
