@@ -487,3 +487,32 @@ def test_two_hundred_pending_pushes_do_not_slow_codes_or_multiply_polls(
     assert counters["status_polls"] == 0
     # One batch poll per interval, however many pushes wait.
     assert counters["batch_polls"] <= elapsed / 0.5 + 2
+
+
+# -- log secrecy ----------------------------------------------------------------------------------
+
+
+def test_no_secret_password_code_or_token_reaches_the_logs(
+    make_bridge: Callable[..., RunningBridge], sim: FicSimulator, log_stream: LogStream
+) -> None:
+    """Every flow, at debug level: no shared secret, FIC secret, password, code or token logged."""
+    bridge = make_bridge({"auth": {"push_timeout": 1.0}})
+    login(bridge, "alice", "123456")
+    login(bridge, "alice", "864209")  # wrong code
+    login(bridge, "alice", "Secret-Static-Password")  # a static password typed by mistake
+    login(bridge, "bob", "push")
+    challenge = login(bridge, "carol", "sms")
+    (sms_code,) = sim.outbox("carol")
+    login(bridge, "carol", sms_code, state=challenge["State"][0])
+    login(bridge, "frank", "")
+    with pytest.raises(Timeout):
+        login(bridge, "alice", "123456", secret="wrong-secret-value-42", timeout=0.3)
+    sim.refuse_connections()
+    login(bridge, "alice", "553311")
+    sim.accept_connections()
+    token = bridge.bridge.fic._token[0].reveal()  # the live FIC access token
+    text = log_stream.getvalue()
+    assert len(completed(log_stream)) == 8
+    for secret in [RADIUS_SECRET, "demo-secret", "123456", "864209", "553311", sms_code,
+                   "Secret-Static-Password", "wrong-secret-value-42", token]:
+        assert secret not in text, f"{secret!r} leaked into the logs"
