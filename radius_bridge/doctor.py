@@ -3,9 +3,9 @@
 This module owns the checks and their advice. The checks that only read the configuration are
 pure functions (``check_secrets``, ``check_message_authenticator``, ``check_push_budget``,
 ``check_duplicate_window``, ``check_clock`` on a given time, ``listen_finding`` on a given bind
-result); the ones that touch the world (``check_fic`` logs in to FIC, ``check_listen`` binds
-UDP sockets, ``read_ntp_synchronized`` asks timedatectl) take their I/O injected where a test
-needs it. Each check returns ``Finding`` values: ``ok``, ``warning`` (works, but risky) or
+result); the others touch the world: ``check_fic`` logs in to FIC through an injected client,
+``check_listen`` binds the RADIUS and metrics sockets, ``read_ntp_synchronized`` asks
+timedatectl. Each check returns ``Finding`` values: ``ok``, ``warning`` (works, but risky) or
 ``error`` (logins will fail or an attacker gets an opening). ``run_from_args`` prints them, one
 line each with the fix indented, or as JSON, and exits 0 when no finding is an error, 1 when
 one is, 78 when the configuration does not load. No finding ever carries a secret's value.
@@ -399,45 +399,73 @@ def read_ntp_synchronized() -> bool | None:
 # --- listen addresses ------------------------------------------------------------------------
 
 
-def try_bind(address: ListenAddress) -> OSError | None:
-    """Bind ``address`` as the server does (UDP, IPv6-only for IPv6), release it at once."""
+@dataclass(frozen=True)
+class Listener:
+    """An address the daemon will bind: RADIUS over UDP, or the metrics HTTP server over TCP."""
+
+    address: ListenAddress
+    key: str  # where the configuration sets it: "radius.listen" or "metrics.listen"
+    tcp: bool = False
+
+    def __str__(self) -> str:
+        return f"{self.address} ({'TCP' if self.tcp else 'UDP'}, {self.key})"
+
+
+def listeners(config: Config) -> list[Listener]:
+    """Every address ``serve`` binds."""
+    found = [Listener(address, "radius.listen") for address in config.radius.listen]
+    if config.metrics.listen is not None:
+        found.append(Listener(config.metrics.listen, "metrics.listen", tcp=True))
+    return found
+
+
+def try_bind(listener: Listener) -> OSError | None:
+    """Bind as the daemon does (IPv6-only for IPv6), release at once; the error, if any."""
+    address = listener.address
     family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    kind = socket.SOCK_STREAM if listener.tcp else socket.SOCK_DGRAM
     try:
-        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+        with socket.socket(family, kind) as sock:
             if family == socket.AF_INET6:
                 # As the server binds: "[::]" must not claim IPv4 too, or "0.0.0.0" collides.
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if listener.tcp:
+                # As Python's HTTP servers do, so a connection in TIME_WAIT is no conflict.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((address.host, address.port))
     except OSError as error:
         return error
     return None
 
 
-def listen_finding(address: ListenAddress, error: OSError | None, *, privileged: bool) -> Finding:
-    """What binding ``address`` gave (``error`` None: it bound) means for the administrator.
+def listen_finding(listener: Listener, error: OSError | None, *, privileged: bool) -> Finding:
+    """What binding ``listener`` gave (``error`` None: it bound) means for the administrator.
 
     ``privileged``: doctor itself ran as root, which may hide a permission the service lacks.
     """
-    port = address.port
+    port = listener.address.port
     if error is None:
         note = ""
         if port < 1024 and privileged:
             note = " (as root here; the service needs CAP_NET_BIND_SERVICE for a port below 1024)"
-        return Finding(CHECK_LISTEN, "ok", f"{address} can be bound{note}")
+        return Finding(CHECK_LISTEN, "ok", f"{listener} can be bound{note}")
     if error.errno == errno.EADDRINUSE:
+        ss = "ss -tlpn" if listener.tcp else "ss -ulpn"
         return Finding(
             CHECK_LISTEN,
             "error",
-            f"{address}: another process listens there (radius-bridge itself, if the "
+            f"{listener}: another process listens there (radius-bridge itself, if the "
             "service is running: then this is expected)",
-            f"find it with: ss -ulpn 'sport = :{port}'; stop it, or change radius.listen",
+            f"find it with: {ss} 'sport = :{port}'; stop it, or change {listener.key}",
         )
     if error.errno == errno.EACCES and port < 1024:
+        # RFC 2865 §3: RADIUS has its own port above 1023, so no privilege is ever needed.
+        unprivileged = "1812 (RFC 2865 §3)" if not listener.tcp else "a port above 1023"
         return Finding(
             CHECK_LISTEN,
             "error",
-            f"{address}: permission denied: ports below 1024 need CAP_NET_BIND_SERVICE",
-            "listen on 1812 (RFC 2865 §3; no privilege needed), or grant the capability in "
+            f"{listener}: permission denied: ports below 1024 need CAP_NET_BIND_SERVICE",
+            f"listen on {unprivileged}, which needs no privilege, or grant the capability in "
             "the unit (systemctl edit radius-bridge): AmbientCapabilities=CAP_NET_BIND_SERVICE "
             "and CapabilityBoundingSet=CAP_NET_BIND_SERVICE",
         )
@@ -445,32 +473,31 @@ def listen_finding(address: ListenAddress, error: OSError | None, *, privileged:
         return Finding(
             CHECK_LISTEN,
             "error",
-            f"{address}: no interface of this machine has that address",
-            "use an address shown by 'ip -brief address', or 0.0.0.0 / [::] for all",
+            f"{listener}: no interface of this machine has that address",
+            f"in {listener.key}, use an address shown by 'ip -brief address', or 0.0.0.0 / "
+            "[::] for all",
         )
     if error.errno == errno.EAFNOSUPPORT:
         return Finding(
             CHECK_LISTEN,
             "error",
-            f"{address}: this machine has no IPv6",
-            "remove the IPv6 address from radius.listen, or enable IPv6",
+            f"{listener}: this machine has no IPv6",
+            f"remove the IPv6 address from {listener.key}, or enable IPv6",
         )
     return Finding(
         CHECK_LISTEN,
         "error",
-        f"{address}: cannot bind: {error.strerror or error}",
-        "check radius.listen and any security policy (SELinux, AppArmor) on this port",
+        f"{listener}: cannot bind: {error.strerror or error}",
+        f"check {listener.key} and any security policy (SELinux, AppArmor) on this port",
     )
 
 
-def check_listen(
-    config: Config, *, bind: Callable[[ListenAddress], OSError | None] = try_bind
-) -> list[Finding]:
-    """Each UDP listen address: can this machine bind it right now?"""
+def check_listen(config: Config) -> list[Finding]:
+    """Each address the daemon listens on: can this machine bind it right now?"""
     privileged = hasattr(os, "geteuid") and os.geteuid() == 0
     return [
-        listen_finding(address, bind(address), privileged=privileged)
-        for address in config.radius.listen
+        listen_finding(listener, try_bind(listener), privileged=privileged)
+        for listener in listeners(config)
     ]
 
 
@@ -571,7 +598,6 @@ def run_checks(
     fic_factory: Callable[[FicConfig], FicProbe] = FicClient.from_config,
     clock: Callable[[], float] = time.time,
     ntp_state: Callable[[], bool | None] = read_ntp_synchronized,
-    bind: Callable[[ListenAddress], OSError | None] = try_bind,
 ) -> list[Finding]:
     """Every check, in the order an administrator reads them."""
     fic = fic_factory(config.fic)
@@ -582,7 +608,7 @@ def run_checks(
     return [
         fic_finding,
         check_clock(clock(), ntp_state()),
-        *check_listen(config, bind=bind),
+        *check_listen(config),
         *check_secrets(config),
         *check_message_authenticator(config),
         *check_push_budget(config),

@@ -231,9 +231,13 @@ def test_clock_sanity(now: float, ntp: bool | None, status: str, words: str) -> 
 # --- listen addresses ------------------------------------------------------------------------
 
 
-def listening_on(address: ListenAddress) -> Config:
+def listening_on(address: ListenAddress, metrics: ListenAddress | None = None) -> Config:
     config = config_with()
-    return dataclasses.replace(config, radius=dataclasses.replace(config.radius, listen=(address,)))
+    return dataclasses.replace(
+        config,
+        radius=dataclasses.replace(config.radius, listen=(address,)),
+        metrics=dataclasses.replace(config.metrics, listen=metrics),
+    )
 
 
 def test_free_listen_address_is_ok() -> None:
@@ -250,7 +254,21 @@ def test_listen_port_in_use_is_an_error() -> None:
         (finding,) = doctor.check_listen(listening_on(ListenAddress(host="127.0.0.1", port=port)))
     assert (finding.check, finding.status) == ("listen", "error")
     assert "another process listens there" in finding.message
-    assert finding.fix is not None and f"sport = :{port}" in finding.fix
+    assert finding.fix is not None
+    assert f"ss -ulpn 'sport = :{port}'" in finding.fix and "radius.listen" in finding.fix
+
+
+def test_metrics_port_in_use_is_an_error() -> None:
+    """The metrics TCP address is checked too: a port another server listens on is an error."""
+    radius = ListenAddress(host="127.0.0.1", port=0)
+    with socket.create_server(("127.0.0.1", 0)) as holder:
+        port = holder.getsockname()[1]
+        findings = doctor.check_listen(
+            listening_on(radius, metrics=ListenAddress(host="127.0.0.1", port=port))
+        )
+    assert [(f.check, f.status) for f in findings] == [("listen", "ok"), ("listen", "error")]
+    assert f"127.0.0.1:{port} (TCP, metrics.listen)" in findings[1].message
+    assert findings[1].fix is not None and f"ss -tlpn 'sport = :{port}'" in findings[1].fix
 
 
 def test_listen_address_not_on_this_machine_is_an_error() -> None:
@@ -264,19 +282,19 @@ def test_listen_address_not_on_this_machine_is_an_error() -> None:
 def test_permission_denied_on_a_low_port_names_the_capability() -> None:
     """EACCES on a port below 1024 is an error whose fix grants CAP_NET_BIND_SERVICE."""
     denied = OSError(errno.EACCES, "Permission denied")
-    finding = doctor.listen_finding(
-        ListenAddress(host="0.0.0.0", port=812), denied, privileged=False
-    )
+    listener = doctor.Listener(ListenAddress(host="0.0.0.0", port=812), "radius.listen")
+    finding = doctor.listen_finding(listener, denied, privileged=False)
     assert (finding.check, finding.status) == ("listen", "error")
     assert finding.fix is not None
+    assert "listen on 1812 (RFC 2865 §3)" in finding.fix
     assert "AmbientCapabilities=CAP_NET_BIND_SERVICE" in finding.fix
 
 
 def test_low_port_bound_as_root_warns_about_the_service_user() -> None:
     """Binding a port below 1024 as root notes that the service needs the capability."""
-    address = ListenAddress(host="127.0.0.1", port=812)
-    as_root = doctor.listen_finding(address, None, privileged=True)
-    as_user = doctor.listen_finding(address, None, privileged=False)
+    listener = doctor.Listener(ListenAddress(host="127.0.0.1", port=812), "radius.listen")
+    as_root = doctor.listen_finding(listener, None, privileged=True)
+    as_user = doctor.listen_finding(listener, None, privileged=False)
     assert as_root.status == as_user.status == "ok"
     assert "CAP_NET_BIND_SERVICE" in as_root.message
     assert "CAP_NET_BIND_SERVICE" not in as_user.message
