@@ -153,6 +153,7 @@ class Service:
         # Clients with require_message_authenticator "auto" that have sent a valid one: from
         # then on they must always send it (FreeRADIUS 3.2.5 semantics).
         self.clients_with_message_authenticator: set[str] = set()
+        self._legacy_clients_logged: set[str] = set()
         self.drops = DropLog(clock=clock)
         self.stopping = False
 
@@ -237,8 +238,13 @@ class Service:
             if client.name not in self.clients_with_message_authenticator:
                 self.clients_with_message_authenticator.add(client.name)
                 log.info("radius.client.message_authenticator_learned", client=client.name)
-        else:
-            self.drops.note(client.name, "legacy_client_without_message_authenticator")
+        elif client.name not in self._legacy_clients_logged:
+            self._legacy_clients_logged.add(client.name)
+            log.warning(
+                "radius.client.legacy",
+                client=client.name,
+                detail="no Message-Authenticator yet; served until it sends one (auto)",
+            )
 
     def _status_server_decision(self) -> Decision:
         uptime = int(self._clock() - self._started)
@@ -359,7 +365,7 @@ class Service:
         # The same code for the same login, arriving again while FIC checks it, is not sent a
         # second time: each attempt counts toward the user's lockout in FIC.
         digest = hmac.new(self._coalesce_key, code.encode(), hashlib.sha256).digest()
-        key = ("code", login.client, identity, request.calling_station_id, digest)
+        key = ("code", _origin(request, login.client), identity, request.calling_station_id, digest)
 
         async def verify() -> None:
             await self._call(
@@ -381,7 +387,7 @@ class Service:
         identity: policy.FicIdentity,
         login: _Login,
     ) -> Decision:
-        key = ("push", client.name, identity, request.calling_station_id)
+        key = ("push", _origin(request, client.name), identity, request.calling_station_id)
         deadline = self._clock() + self._config.auth.push_timeout
 
         async def push() -> tuple[PushStatus | None, str]:
@@ -525,6 +531,17 @@ _CODE_FACTORS: dict[AuthMethod | None, Factor] = {
     AuthMethod.SMS: Factor.SMS,
     AuthMethod.EMAIL: Factor.EMAIL,
 }
+
+
+def _origin(request: AccessRequest, client: str) -> Hashable:
+    """Where a login comes from, for recognising the same login arriving twice.
+
+    A request relayed by a proxy (Proxy-State present) is named by the NAS behind the proxy,
+    so the same login relayed along two proxy paths is recognised as one.
+    """
+    if request.proxy_states and (request.nas_identifier or request.nas_ip_address):
+        return ("nas", request.nas_identifier, request.nas_ip_address)
+    return ("client", client)
 
 
 def _user_ip(request: AccessRequest) -> str | None:
