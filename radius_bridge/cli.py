@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from radius_bridge import __version__, admin, logs, simulator
+from radius_bridge import __version__, admin, doctor, logs, simulator
 from radius_bridge.config import Config, load_config, parse_config
 from radius_bridge.errors import ConfigError
 
@@ -65,6 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("user", metavar="USER")
     test.add_argument("password", metavar="PASSWORD", nargs="?", default="")
 
+    doctor.add_arguments(
+        commands.add_parser("doctor", help="check an installation and say how to fix it")
+    )
     admin.add_fic_commands(commands)
     return parser
 
@@ -84,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _test(args)
         case "fic":
             return admin.run_fic_command(args)
+        case "doctor":
+            return doctor.run_from_args(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # pragma: no cover
 
 
