@@ -3,9 +3,9 @@
 ``Metrics`` owns every ``radius_bridge_*`` metric in a private ``CollectorRegistry`` (never the
 process-global one, so tests and several bridges in one process do not share counters). The
 service, the UDP server and the FIC client's observer report events to its methods; gauges
-are read at scrape time through callbacks. Every label value is one of a known, small set
-(an enum value, a configured client name, an endpoint template such as ``GET /auth/{id}``);
-anything else is counted as ``other``, so no input can grow the number of series.
+are read at scrape time through callbacks. Label values are enum values, endpoint templates
+(``GET /auth/{id}``, never a raw id) and configured client names; an unknown word or endpoint
+is counted as ``other``, so nothing a NAS or FIC sends can grow the number of series.
 ``MetricsServer`` serves ``/metrics`` (Prometheus text format) and ``/healthz`` (FIC health as
 JSON) from a standard-library HTTP server in a daemon thread.
 """
