@@ -21,6 +21,7 @@ from radius_bridge.challenge import ChallengeStates
 from radius_bridge.config import Config, load_config
 from radius_bridge.errors import ConfigError
 from radius_bridge.fic import FicClient
+from radius_bridge.notify import Notifier, watchdog_loop
 from radius_bridge.model import PushStatus
 from radius_bridge.pending import PendingPushes
 from radius_bridge.radius import RadiusCodec
@@ -94,6 +95,23 @@ class Bridge:
     def addresses(self) -> list[tuple[str, int]]:
         return self.server.addresses
 
+    def healthy(self) -> bool:
+        """For the systemd watchdog: sockets open and the push poller making progress.
+
+        A blocked event loop needs no check here: the heartbeat runs on it and stops by itself.
+        """
+        fic = self.config.fic
+        stuck_after = fic.connect_timeout + fic.read_timeout + 3 * self.config.auth.push_poll_interval
+        return self.server.accepting and self.pending.healthy(stuck_after=stuck_after)
+
+    def describe(self) -> str:
+        """One line for systemd's STATUS=."""
+        listen = ", ".join(f"{host}:{port}" for host, port in self.addresses)
+        return (
+            f"listening on {listen}; {len(self.config.radius.clients)} clients; "
+            f"{len(self.pending)} pushes pending"
+        )
+
     async def _fetch_finished(self) -> dict[str, PushStatus]:
         loop = asyncio.get_running_loop()
         result: dict[str, PushStatus] = await loop.run_in_executor(
@@ -157,16 +175,32 @@ class Bridge:
         return True
 
 
-async def run_daemon(config_path: str, config: Config) -> int:
-    """Serve until SIGTERM or SIGINT; SIGHUP reloads ``config_path``. Returns the exit status."""
+async def run_daemon(config_path: str, config: Config, *, notifier: Notifier | None = None) -> int:
+    """Serve until SIGTERM or SIGINT; SIGHUP reloads ``config_path``. Returns the exit status.
+
+    systemd hears READY=1 only once every socket is bound, so a busy port fails the start.
+    """
+    notifier = notifier or Notifier.from_environ()
     bridge = Bridge(config)
     await bridge.start()
+    notifier.ready(bridge.describe())
     loop = asyncio.get_running_loop()
+    watchdog = loop.create_task(watchdog_loop(notifier, healthy=bridge.healthy))
     stop = asyncio.Event()
+
+    def reload() -> None:
+        notifier.reloading()
+        accepted = bridge.reload(config_path)
+        # READY=1 always follows RELOADING=1, or systemd would wait for the reload to finish.
+        status = bridge.describe() if accepted else "reload refused; previous configuration kept"
+        notifier.ready(status)
+
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, bridge.reload, config_path)
+    loop.add_signal_handler(signal.SIGHUP, reload)
     await stop.wait()
+    notifier.stopping()
+    watchdog.cancel()
     log.info("bridge.stopping", pending_pushes=len(bridge.pending))
     await bridge.stop()
     return 0

@@ -77,6 +77,7 @@ class PendingPushes:
         self._task: asyncio.Task[None] | None = None
         self._fic_failing = False
         self.rounds = 0  # poll rounds done; tests and metrics read it
+        self._last_round_at = clock()
 
     def __len__(self) -> int:
         return len(self._waiters)
@@ -84,6 +85,14 @@ class PendingPushes:
     @property
     def batch_supported(self) -> bool:
         return self._batch_supported
+
+    def healthy(self, *, stuck_after: float) -> bool:
+        """False when the poller died, or pushes wait and no round finished for ``stuck_after``."""
+        if self._task is None or self._task.done():
+            return False
+        if not self._waiters:
+            return True
+        return self._clock() - self._last_round_at < stuck_after
 
     def start(self) -> None:
         if self._task is None:
@@ -153,6 +162,7 @@ class PendingPushes:
             if not self._waiters:
                 self._wakeup.clear()
                 await self._wakeup.wait()
+                self._last_round_at = self._clock()
             await asyncio.sleep(self._interval)
             self._expire()
             if not self._waiters:
@@ -164,6 +174,7 @@ class PendingPushes:
                 raise
             except Exception:  # the poller must outlive any one bad round
                 log.exception("fic.poll.failed")
+            self._last_round_at = self._clock()
             self._expire()
 
     async def _poll_once(self) -> None:

@@ -227,7 +227,11 @@ class RadiusServer:
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
+    shown = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
+    try:
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+    except OSError as error:  # a sandbox that forbids the address family, for instance
+        raise ListenError(error.errno, f"cannot listen on {shown}: {error.strerror}") from error
     try:
         if family == socket.AF_INET6:
             # "[::]" and "0.0.0.0" are listed separately in the config; each gets its own
@@ -239,7 +243,6 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.setblocking(False)
     except OSError as error:
         sock.close()
-        shown = f"[{host}]:{port}" if family == socket.AF_INET6 else f"{host}:{port}"
         if error.errno == errno.EADDRINUSE:
             raise ListenError(
                 error.errno,
