@@ -115,6 +115,7 @@ def _check_config(path: str) -> int:
 
 def _serve(path: str) -> int:
     from radius_bridge.daemon import config_secrets, run_daemon
+    from radius_bridge.metrics import MetricsListenError
     from radius_bridge.server import ListenError
 
     try:
@@ -130,8 +131,8 @@ def _serve(path: str) -> int:
     except ConfigError as error:
         print(f"radius-bridge: {error}", file=sys.stderr)
         return EXIT_CONFIG
-    except ListenError as error:
-        print(f"radius-bridge: {error.strerror}", file=sys.stderr)
+    except (ListenError, MetricsListenError) as error:
+        print(f"radius-bridge: {error.strerror or error}", file=sys.stderr)
         return EXIT_FAILURE
 
 

@@ -19,8 +19,10 @@ import structlog
 from radius_bridge import __version__, logs
 from radius_bridge.challenge import ChallengeStates
 from radius_bridge.config import Config, load_config
-from radius_bridge.errors import ConfigError
-from radius_bridge.fic import FicClient
+from radius_bridge.errors import ConfigError, FicError
+from radius_bridge.fic import FicCall, FicClient
+from radius_bridge.health import FicHealth
+from radius_bridge.metrics import Metrics, MetricsServer
 from radius_bridge.notify import Notifier, watchdog_loop
 from radius_bridge.model import PushStatus
 from radius_bridge.pending import PendingPushes
@@ -29,6 +31,9 @@ from radius_bridge.server import RadiusServer, ReplyCache
 from radius_bridge.service import FicApi, Service
 
 log = structlog.get_logger("radius_bridge.daemon")
+
+# How often the FIC health probe wakes up to see whether a probe is due (health decides).
+_PROBE_EVERY = 5.0
 
 
 def build_codec(config: Config) -> RadiusCodec:
@@ -61,7 +66,9 @@ class Bridge:
     def __init__(self, config: Config, *, fic: FicApi | None = None) -> None:
         self.config = config
         self.codec = build_codec(config)
-        self.fic: Any = fic if fic is not None else FicClient.from_config(config.fic)
+        self.health = FicHealth()
+        self.metrics = Metrics()
+        self.fic: Any = fic if fic is not None else self._fic_client(config)
         self._owns_fic = fic is None
         self.executor = ThreadPoolExecutor(
             max_workers=config.fic.pool_size, thread_name_prefix="fic"
@@ -84,11 +91,34 @@ class Bridge:
             executor=self.executor,
             pending=self.pending,
             challenges=self.challenges,
+            metrics=self.metrics,
+            health=self.health,
         )
         self.server = RadiusServer(
             handler=self.service.handle,
             listen=[(a.host, a.port) for a in config.radius.listen],
             cache=ReplyCache(ttl=config.radius.duplicate_ttl),
+            metrics=self.metrics,
+        )
+        # Read on the metrics server's threads at scrape time: only sizes and copies.
+        self.metrics.set_gauge_sources(
+            pending_pushes=lambda: len(self.pending),
+            in_progress=lambda: self.server.in_progress,
+            fic_up=self.health.is_up,
+            clients_without_message_authenticator=lambda: sorted(
+                self.service.clients_without_message_authenticator
+            ),
+        )
+        self.metrics_server: MetricsServer | None = None
+        self._probe: asyncio.Task[None] | None = None
+
+    def _fic_client(self, config: Config) -> FicClient:
+        def observe(call: FicCall) -> None:
+            self.health.record(call)
+            self.metrics.fic_call(call)
+
+        return FicClient.from_config(
+            config.fic, observer=observe, on_login=self.metrics.token_renewed
         )
 
     @property
@@ -119,6 +149,18 @@ class Bridge:
         )
         return result
 
+    async def _probe_fic(self) -> None:
+        """Ask FIC something harmless when it has been quiet or failing, so that health (and
+        so Status-Server and /healthz) notices FIC coming back even while no one logs in."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(_PROBE_EVERY)
+            if self.health.probe_due():
+                try:
+                    await loop.run_in_executor(self.executor, self.fic.version)
+                except FicError:
+                    pass  # recorded by the client's observer; nothing else to do
+
     async def _fetch_one(self, auth_id: str) -> PushStatus:
         loop = asyncio.get_running_loop()
         result: PushStatus = await loop.run_in_executor(
@@ -128,7 +170,16 @@ class Bridge:
 
     async def start(self) -> None:
         await self.server.start()
+        listen = self.config.metrics.listen
+        if listen is not None:
+            self.metrics_server = MetricsServer(self.metrics, self.health)
+            try:
+                self.metrics_server.start(listen.host, listen.port)
+            except BaseException:
+                await self.server.stop(grace=0)
+                raise
         self.pending.start()
+        self._probe = asyncio.get_running_loop().create_task(self._probe_fic())
         log.info(
             "bridge.started",
             version=__version__,
@@ -144,6 +195,10 @@ class Bridge:
         self.pending.cancel_all()
         await self.server.stop(grace=grace)
         await self.pending.stop()
+        if self._probe is not None:
+            self._probe.cancel()
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
         if self._owns_fic:
             self.fic.close()
@@ -158,11 +213,14 @@ class Bridge:
             log.error("bridge.reload.refused", error=str(error))
             return False
         old = self.config
-        if new.radius.listen != old.radius.listen:
-            log.warning("bridge.reload.listen_unchanged", detail="listen addresses need a restart")
+        if new.radius.listen != old.radius.listen or new.metrics != old.metrics:
+            log.warning(
+                "bridge.reload.listen_unchanged",
+                detail="listen addresses (RADIUS and metrics) change only on restart",
+            )
         if new.fic != old.fic and self._owns_fic:
             old_fic = self.fic
-            self.fic = FicClient.from_config(new.fic)
+            self.fic = self._fic_client(new)
             old_fic.close()
             self.service.set_fic(self.fic)
         for value in config_secrets(new):

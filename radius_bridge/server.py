@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import structlog
 
+from radius_bridge.metrics import Metrics
 from radius_bridge.radius import peek_header
 
 log = structlog.get_logger("radius_bridge.server")
@@ -131,8 +132,10 @@ class RadiusServer:
         handler: Handler,
         listen: Sequence[tuple[str, int]],
         cache: ReplyCache | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self._handler = handler
+        self._metrics = metrics or Metrics()
         self._listen = list(listen)
         self.cache = cache or ReplyCache()
         self._protocols: list[_Protocol] = []
@@ -190,6 +193,7 @@ class RadiusServer:
 
     def received(self, protocol: _Protocol, data: bytes, addr: Any) -> None:
         if not self.accepting:
+            self._metrics.packet_dropped("shutting_down")
             return
         self.received_count += 1
         header = peek_header(data)
@@ -200,13 +204,16 @@ class RadiusServer:
             cached = self.cache.lookup(key)
             if cached is _PENDING:
                 self.duplicates_dropped += 1
+                self._metrics.duplicate("dropped")
                 return
             if isinstance(cached, bytes):
                 self.duplicates_resent += 1
+                self._metrics.duplicate("resent")
                 protocol.send(cached, addr)
                 return
             if not self.cache.begin(key):
                 self.overload_dropped += 1
+                self._metrics.packet_dropped("overloaded")
                 return
         task = asyncio.get_running_loop().create_task(self._serve(protocol, data, addr, key))
         self._tasks.add(task)

@@ -32,6 +32,8 @@ from radius_bridge import __version__, policy
 from radius_bridge.challenge import ChallengeStates, StateError
 from radius_bridge.config import ClientConfig, Config, EmptyPassword, MessageAuthenticatorPolicy
 from radius_bridge.errors import FicError, FicUnavailable, PacketError
+from radius_bridge.health import FicHealth
+from radius_bridge.metrics import Metrics
 from radius_bridge.model import (
     AccessRequest,
     AuthMethod,
@@ -136,6 +138,8 @@ class Service:
         executor: Executor,
         pending: PendingPushes,
         challenges: ChallengeStates,
+        metrics: Metrics | None = None,
+        health: FicHealth | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
@@ -145,6 +149,8 @@ class Service:
         self._executor = executor
         self._pending = pending
         self._challenges = challenges
+        self._metrics = metrics or Metrics()
+        self._health = health or FicHealth()
         self._clock = clock
         self._wall_clock = wall_clock
         self._started = clock()
@@ -153,6 +159,8 @@ class Service:
         # Clients with require_message_authenticator "auto" that have sent a valid one: from
         # then on they must always send it (FreeRADIUS 3.2.5 semantics).
         self.clients_with_message_authenticator: set[str] = set()
+        # Every client that sent a request without one, whatever its policy (metrics, doctor).
+        self.clients_without_message_authenticator: set[str] = set()
         self._legacy_clients_logged: set[str] = set()
         self.drops = DropLog(clock=clock)
         self.stopping = False
@@ -183,6 +191,7 @@ class Service:
         except Exception:
             # The last line of defence: a bug must cost one request, never the server.
             log.exception("radius.request.failed", source=source[0])
+            self._metrics.packet_dropped("internal_error")
             return None
 
     async def _handle(self, data: bytes, source: tuple[str, int]) -> bytes | None:
@@ -191,7 +200,7 @@ class Service:
         address = source[0]
         client = config.client_for(address)
         if client is None:
-            self.drops.note(address, "unknown_client")
+            self._drop(address, "unknown_client")
             return None
         secret = client.secret.reveal_bytes()
         try:
@@ -202,12 +211,17 @@ class Service:
                 require_message_authenticator=self._requires_authenticator(client),
             )
         except PacketError as error:
-            self.drops.note(address, error.reason, client=client.name, detail=str(error))
+            self._drop(address, error.reason, client=client.name, detail=str(error))
             return None
         self._note_authenticator(client, request)
 
         login = _Login(request_id=secrets.token_hex(6), client=client.name)
         if request.kind is PacketKind.STATUS_SERVER:
+            if not self._health.is_up():
+                # RFC 5997 §4.3: silence tells the NAS to fail over to its next server while
+                # FIC is unreachable from here.
+                self._drop(address, "fic_down", client=client.name)
+                return None
             decision = self._status_server_decision()
         else:
             login.user = request.user_name
@@ -218,7 +232,14 @@ class Service:
                 )
         reply = self._codec.encode(request, decision, secret=secret)
         self._log_completed(request, decision, login, address, started)
+        self._metrics.request_completed(
+            login.client, login.factor, decision.outcome, decision.reason, self._clock() - started
+        )
         return reply
+
+    def _drop(self, source: str, reason: str, **fields: Any) -> None:
+        self._metrics.packet_dropped(reason)
+        self.drops.note(source, reason, **fields)
 
     def _requires_authenticator(self, client: ClientConfig) -> bool:
         match client.require_message_authenticator:
@@ -231,6 +252,8 @@ class Service:
         return True  # pragma: no cover - exhaustive match; stay strict if an option is added
 
     def _note_authenticator(self, client: ClientConfig, request: AccessRequest) -> None:
+        if not request.had_message_authenticator:
+            self.clients_without_message_authenticator.add(client.name)
         policy_ = client.require_message_authenticator
         if policy_ is not MessageAuthenticatorPolicy.AUTO:
             return
