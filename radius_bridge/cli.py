@@ -25,7 +25,7 @@ EXIT_FAILURE = 1
 EXIT_REJECTED = 2
 EXIT_CONFIG = 78
 
-DEMO_RADIUS_SECRET = "demo-radius-secret"
+DEMO_RADIUS_SECRET = "demo-radius-secret"  # noqa: S105 - the demo's published, loopback-only secret
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,6 +9,7 @@ signal handling (SIGTERM/SIGINT stop gracefully, SIGHUP reloads) on the main eve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -23,8 +24,8 @@ from radius_bridge.errors import ConfigError, FicError
 from radius_bridge.fic import FicCall, FicClient
 from radius_bridge.health import FicHealth
 from radius_bridge.metrics import Metrics, MetricsServer
-from radius_bridge.notify import Notifier, watchdog_loop
 from radius_bridge.model import PushStatus
+from radius_bridge.notify import Notifier, watchdog_loop
 from radius_bridge.pending import PendingPushes
 from radius_bridge.radius import RadiusCodec
 from radius_bridge.server import RadiusServer, ReplyCache
@@ -131,7 +132,8 @@ class Bridge:
         A blocked event loop needs no check here: the heartbeat runs on it and stops by itself.
         """
         fic = self.config.fic
-        stuck_after = fic.connect_timeout + fic.read_timeout + 3 * self.config.auth.push_poll_interval
+        poll = self.config.auth.push_poll_interval
+        stuck_after = fic.connect_timeout + fic.read_timeout + 3 * poll
         return self.server.accepting and self.pending.healthy(stuck_after=stuck_after)
 
     def describe(self) -> str:
@@ -156,10 +158,9 @@ class Bridge:
         while True:
             await asyncio.sleep(_PROBE_EVERY)
             if self.health.probe_due():
-                try:
+                # A failure is recorded by the client's observer; nothing else to do here.
+                with contextlib.suppress(FicError):
                     await loop.run_in_executor(self.executor, self.fic.version)
-                except FicError:
-                    pass  # recorded by the client's observer; nothing else to do
 
     async def _fetch_one(self, auth_id: str) -> PushStatus:
         loop = asyncio.get_running_loop()

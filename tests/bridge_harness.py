@@ -56,9 +56,7 @@ def bridge_config(
     config = parse_config(data, source=source, base_dir=Path.cwd(), environ={})
     # The configuration refuses port 0 (a daemon must listen where the NAS sends); tests want
     # whatever free port the kernel picks, on the hosts the configuration names.
-    loopback = tuple(
-        dataclasses.replace(address, port=0) for address in config.radius.listen
-    )
+    loopback = tuple(dataclasses.replace(address, port=0) for address in config.radius.listen)
     return dataclasses.replace(config, radius=dataclasses.replace(config.radius, listen=loopback))
 
 
@@ -80,9 +78,10 @@ class RunningBridge:
 
     def call(self, awaitable_or_function: Any, *args: Any, timeout: float = 30.0) -> Any:
         """Run a coroutine (or a coroutine function with ``args``) on the bridge's loop."""
-        coroutine = (
-            awaitable_or_function(*args) if callable(awaitable_or_function) else awaitable_or_function
-        )
+        if callable(awaitable_or_function):
+            coroutine = awaitable_or_function(*args)
+        else:
+            coroutine = awaitable_or_function
         future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(
             coroutine, self._loop
         )

@@ -17,11 +17,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from bridge_harness import RunningBridge, bridge_config  # noqa: E402
+from bridge_harness import RunningBridge, bridge_config
 
-from radius_bridge import logs  # noqa: E402
-from radius_bridge.config import LogFormat  # noqa: E402
-from radius_bridge.simulator import FicSimulator, SimulatorSettings, SimUser  # noqa: E402
+from radius_bridge import logs
+from radius_bridge.config import LogFormat
+from radius_bridge.simulator import FicSimulator, SimulatorSettings, SimUser
 
 PUSH_DELAY = 0.3
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.resources
 import socket
 import threading
@@ -10,18 +11,16 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from bridge_harness import RADIUS_SECRET, RunningBridge
+from conftest import LogStream
 from pyrad import packet
 from pyrad.client import Client, Timeout
 from pyrad.dictionary import Dictionary
 
-from bridge_harness import RADIUS_SECRET, RunningBridge
-from conftest import LogStream
 from radius_bridge.radius import RadiusCodec
 from radius_bridge.simulator import FicSimulator, SimUser
 
-DICTIONARY = Dictionary(
-    str(importlib.resources.files("radius_bridge.dictionaries") / "dictionary")
-)
+DICTIONARY = Dictionary(str(importlib.resources.files("radius_bridge.dictionaries") / "dictionary"))
 CODEC = RadiusCodec()
 
 
@@ -136,7 +135,11 @@ def test_password_that_is_neither_code_nor_keyword_never_reaches_fic(
     ],
 )
 def test_push_outcome_decides_the_answer(
-    bridge: RunningBridge, sim: FicSimulator, log_stream: LogStream, user: str, code: int,
+    bridge: RunningBridge,
+    sim: FicSimulator,
+    log_stream: LogStream,
+    user: str,
+    code: int,
     reason: str,
 ) -> None:
     """An approved push is accepted, a denied one rejected; one push each."""
@@ -164,10 +167,13 @@ def test_unanswered_push_is_rejected_when_the_budget_runs_out(
 # -- SMS, e-mail and challenges -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("user", "keyword", "prompt"), [
-    ("carol", "sms", "Enter the code sent by SMS."),
-    ("dave", "email", "Enter the code sent by email."),
-])
+@pytest.mark.parametrize(
+    ("user", "keyword", "prompt"),
+    [
+        ("carol", "sms", "Enter the code sent by SMS."),
+        ("dave", "email", "Enter the code sent by email."),
+    ],
+)
 def test_code_sent_then_challenge_round_trip(
     bridge: RunningBridge, sim: FicSimulator, user: str, keyword: str, prompt: str
 ) -> None:
@@ -266,7 +272,10 @@ def test_missing_message_authenticator_gets_no_reply(
 ) -> None:
     """By default a request without Message-Authenticator is dropped (BlastRADIUS)."""
     raw = CODEC.build_request(
-        secret=RADIUS_SECRET.encode(), identifier=7, user_name="alice", password="123456",
+        secret=RADIUS_SECRET.encode(),
+        identifier=7,
+        user_name="alice",
+        password="123456",
         message_authenticator=False,
     )
     assert exchange(bridge, raw, timeout=0.5) is None
@@ -295,8 +304,14 @@ def test_malformed_packets_are_dropped_and_the_server_keeps_answering(
         secret=RADIUS_SECRET.encode(), identifier=9, user_name="alice", password="123456"
     )
     # (Octets past the Length field are padding, RFC 2865 §3, so valid + b"\0" is not garbage.)
-    for garbage in [b"", b"\x01", b"\x01\x02\x00\x14" + bytes(15), valid[:30], bytes(4096),
-                    b"\x01\x03\x00\x17" + bytes(16) + b"\x01\x00\x00"]:
+    for garbage in [
+        b"",
+        b"\x01",
+        b"\x01\x02\x00\x14" + bytes(15),
+        valid[:30],
+        bytes(4096),
+        b"\x01\x03\x00\x17" + bytes(16) + b"\x01\x00\x00",
+    ]:
         assert exchange(bridge, garbage, timeout=0.2) is None
     assert login(bridge, "alice", "123456").code == packet.AccessAccept
     assert log_stream.events("radius.packet.dropped")
@@ -305,8 +320,12 @@ def test_malformed_packets_are_dropped_and_the_server_keeps_answering(
 def test_proxy_states_are_echoed_in_order(bridge: RunningBridge) -> None:
     """Two Proxy-State attributes come back in the reply, in the order sent."""
     raw = CODEC.build_request(
-        secret=RADIUS_SECRET.encode(), identifier=11, user_name="alice", password="123456",
-        authenticator=bytes(range(16)), proxy_states=(b"first", b"second"),
+        secret=RADIUS_SECRET.encode(),
+        identifier=11,
+        user_name="alice",
+        password="123456",
+        authenticator=bytes(range(16)),
+        proxy_states=(b"first", b"second"),
     )
     data = exchange(bridge, raw)
     assert data is not None
@@ -376,7 +395,10 @@ def test_retransmissions_during_a_push_cause_one_push_and_one_accept(
     identical reply bytes (RFC 5080 §2.2.2)."""
     sim.add_user(SimUser("ivan", "ivan@example.com", push_delay=1.2))
     raw = CODEC.build_request(
-        secret=RADIUS_SECRET.encode(), identifier=21, user_name="ivan", password="push",
+        secret=RADIUS_SECRET.encode(),
+        identifier=21,
+        user_name="ivan",
+        password="push",
         authenticator=bytes(16),
     )
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -385,14 +407,13 @@ def test_retransmissions_during_a_push_cause_one_push_and_one_accept(
         deadline = time.monotonic() + 5
         while not replies and time.monotonic() < deadline:
             sock.sendto(raw, bridge.address)  # a NAS retrying every quarter second
-            try:
+            with contextlib.suppress(TimeoutError):
                 replies.append(sock.recvfrom(4096)[0])
-            except TimeoutError:
-                pass
         sock.sendto(raw, bridge.address)  # the NAS missed our answer and asks again
         late = sock.recvfrom(4096)[0]
-    reply = CODEC.decode_reply(replies[0], secret=RADIUS_SECRET.encode(),
-                               request_authenticator=bytes(16))
+    reply = CODEC.decode_reply(
+        replies[0], secret=RADIUS_SECRET.encode(), request_authenticator=bytes(16)
+    )
     assert reply.code == packet.AccessAccept
     assert late == replies[0]
     assert sim.counters()["pushes"] == {"ivan": 1}
@@ -426,8 +447,9 @@ def test_pushes_from_different_stations_are_not_joined(
     """A login from another device is a separate push: its approval must not let the first in."""
     sim.add_user(SimUser("kim", "kim@example.com", push_delay=0.6))
     threads = [
-        threading.Thread(target=login, args=(bridge, "kim", "push"),
-                         kwargs={"Calling_Station_Id": station})
+        threading.Thread(
+            target=login, args=(bridge, "kim", "push"), kwargs={"Calling_Station_Id": station}
+        )
         for station in ("198.51.100.7", "203.0.113.9")
     ]
     for thread in threads:
@@ -461,8 +483,10 @@ def test_two_hundred_pending_pushes_do_not_slow_codes_or_multiply_polls(
         started = time.monotonic()
         for index, sock in enumerate(sockets):
             raw = CODEC.build_request(
-                secret=RADIUS_SECRET.encode(), identifier=index % 256,
-                user_name=f"user{index}", password="push",
+                secret=RADIUS_SECRET.encode(),
+                identifier=index % 256,
+                user_name=f"user{index}",
+                password="push",
             )
             sock.sendto(raw, bridge.address)
         wait_until(lambda: len(bridge.bridge.pending) == count, timeout=2.0)
@@ -513,6 +537,15 @@ def test_no_secret_password_code_or_token_reaches_the_logs(
     token = bridge.bridge.fic._token[0].reveal()  # the live FIC access token
     text = log_stream.getvalue()
     assert len(completed(log_stream)) == 8
-    for secret in [RADIUS_SECRET, "demo-secret", "123456", "864209", "553311", sms_code,
-                   "Secret-Static-Password", "wrong-secret-value-42", token]:
+    for secret in [
+        RADIUS_SECRET,
+        "demo-secret",
+        "123456",
+        "864209",
+        "553311",
+        sms_code,
+        "Secret-Static-Password",
+        "wrong-secret-value-42",
+        token,
+    ]:
         assert secret not in text, f"{secret!r} leaked into the logs"

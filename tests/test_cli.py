@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from bridge_harness import RADIUS_SECRET, RunningBridge
+
 from radius_bridge.simulator import FicSimulator
 
 COMMAND = [sys.executable, "-m", "radius_bridge"]
@@ -56,9 +56,15 @@ def environment() -> dict[str, str]:
     return {**os.environ, "TEST_FIC_SECRET": "demo-secret", "PYTHONUNBUFFERED": "1"}
 
 
-def run(*args: str, input: str | None = None, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def run(
+    *args: str, input: str | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*COMMAND, *args], capture_output=True, text=True, env=environment(), input=input,
+        [*COMMAND, *args],
+        capture_output=True,
+        text=True,
+        env=environment(),
+        input=input,
         timeout=timeout,
     )
 
@@ -68,9 +74,22 @@ def radius_test(
 ) -> subprocess.CompletedProcess[str]:
     """`radius-bridge test` against 127.0.0.1:port with the test secret (from the environment)."""
     return subprocess.run(
-        [*COMMAND, "test", "--server", f"127.0.0.1:{port}", "--secret-env", "TEST_NAS_SECRET",
-         "--timeout", "8", user, password],
-        capture_output=True, text=True, input=input, timeout=30,
+        [
+            *COMMAND,
+            "test",
+            "--server",
+            f"127.0.0.1:{port}",
+            "--secret-env",
+            "TEST_NAS_SECRET",
+            "--timeout",
+            "8",
+            user,
+            password,
+        ],
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=30,
         env={**environment(), "TEST_NAS_SECRET": RADIUS_SECRET},
     )
 
@@ -81,8 +100,11 @@ def served(tmp_path: Path, sim: FicSimulator) -> Iterator[tuple[subprocess.Popen
     port = free_udp_port()
     config = write_config(tmp_path, sim.base_url, port)
     process = subprocess.Popen(
-        [*COMMAND, "serve", "--config", str(config)], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=environment(),
+        [*COMMAND, "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
     )
     wait_for_line(process, "bridge.started")
     yield process, port
@@ -113,8 +135,7 @@ def test_check_config_accepts_a_good_file(tmp_path: Path) -> None:
 
 def test_check_config_names_the_key_and_exits_78(tmp_path: Path) -> None:
     """A bad file exits 78 (EX_CONFIG) with file and dotted key on stderr."""
-    config = write_config(tmp_path, "https://fic.fortinet.com:9696/api/v1", 1812,
-                          push_timout="20")
+    config = write_config(tmp_path, "https://fic.fortinet.com:9696/api/v1", 1812, push_timout="20")
     result = run("check-config", "--config", str(config))
     assert result.returncode == 78
     assert str(config) in result.stderr
@@ -124,10 +145,12 @@ def test_check_config_names_the_key_and_exits_78(tmp_path: Path) -> None:
 def test_check_config_refuses_unknown_reply_attributes(tmp_path: Path) -> None:
     """A reply attribute missing from the dictionaries is a configuration error."""
     config = write_config(tmp_path, "https://fic.fortinet.com:9696/api/v1", 1812)
-    config.write_text(config.read_text().replace(
-        "      secret_file: nas.secret",
-        "      secret_file: nas.secret\n      reply_attributes:\n        No-Such-Attribute: x",
-    ))
+    config.write_text(
+        config.read_text().replace(
+            "      secret_file: nas.secret",
+            "      secret_file: nas.secret\n      reply_attributes:\n        No-Such-Attribute: x",
+        )
+    )
     result = run("check-config", "--config", str(config))
     assert result.returncode == 78
     assert "radius.clients[0].reply_attributes" in result.stderr
@@ -151,9 +174,21 @@ def test_sigterm_with_a_pending_push_rejects_it_and_exits_within_the_grace(
     """A push still waiting at SIGTERM is answered (Reject) and the daemon exits 0 promptly."""
     process, port = served
     waiting = subprocess.Popen(
-        [*COMMAND, "test", "--server", f"127.0.0.1:{port}", "--secret-env", "TEST_NAS_SECRET",
-         "--timeout", "10", "erin", "push"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            *COMMAND,
+            "test",
+            "--server",
+            f"127.0.0.1:{port}",
+            "--secret-env",
+            "TEST_NAS_SECRET",
+            "--timeout",
+            "10",
+            "erin",
+            "push",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         env={**environment(), "TEST_NAS_SECRET": RADIUS_SECRET},
     )
     time.sleep(1.0)
@@ -206,9 +241,21 @@ def test_test_command_reports_a_reject_with_exit_2(bridge: RunningBridge) -> Non
 def test_test_command_without_an_answer_exits_1() -> None:
     """No server: exit 1 and a message, after the timeout."""
     result = subprocess.run(
-        [*COMMAND, "test", "--server", f"127.0.0.1:{free_udp_port()}", "--secret", "x",
-         "--timeout", "0.5", "alice", "123456"],
-        capture_output=True, text=True, timeout=30,
+        [
+            *COMMAND,
+            "test",
+            "--server",
+            f"127.0.0.1:{free_udp_port()}",
+            "--secret",
+            "x",
+            "--timeout",
+            "0.5",
+            "alice",
+            "123456",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert result.returncode == 1
     assert "no answer" in result.stderr
@@ -218,15 +265,28 @@ def test_demo_runs_the_bridge_against_the_simulator() -> None:
     """`radius-bridge demo` serves logins out of the box."""
     port = free_udp_port()
     process = subprocess.Popen(
-        [*COMMAND, "demo", "--port", str(port)], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=environment(),
+        [*COMMAND, "demo", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
     )
     try:
         wait_for_line(process, "bridge.started")
         result = subprocess.run(
-            [*COMMAND, "test", "--server", f"127.0.0.1:{port}", "--secret",
-             "demo-radius-secret", "alice", "123456"],
-            capture_output=True, text=True, timeout=30,
+            [
+                *COMMAND,
+                "test",
+                "--server",
+                f"127.0.0.1:{port}",
+                "--secret",
+                "demo-radius-secret",
+                "alice",
+                "123456",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
         )
         assert result.returncode == 0, result.stdout + result.stderr
         assert "Access-Accept" in result.stdout

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 from bridge_harness import RADIUS_SECRET
-from radius_bridge.simulator import FicSimulator, SimUser
 from test_cli import COMMAND, environment, free_udp_port, wait_for_line
+
+from radius_bridge.simulator import FicSimulator, SimUser
 
 NEW_SECRET = "rotated-radius-secret-4567"
 
@@ -39,9 +40,21 @@ logging:
 
 def login(port: int, secret: str, user: str, password: str, timeout: float = 3) -> str:
     result = subprocess.run(
-        [*COMMAND, "test", "--server", f"127.0.0.1:{port}", "--secret", secret, "--timeout",
-         str(timeout), user, password],
-        capture_output=True, text=True, timeout=30,
+        [
+            *COMMAND,
+            "test",
+            "--server",
+            f"127.0.0.1:{port}",
+            "--secret",
+            secret,
+            "--timeout",
+            str(timeout),
+            user,
+            password,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     return result.stdout + result.stderr
 
@@ -79,8 +92,11 @@ def test_sighup_changes_secret_and_level_while_pushes_are_pending(
     config = tmp_path / "radius-bridge.yaml"
     config.write_text(config_text(sim.base_url, port, RADIUS_SECRET, "info"))
     process = subprocess.Popen(
-        [*COMMAND, "serve", "--config", str(config)], stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE, text=True, env=environment(),
+        [*COMMAND, "serve", "--config", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment(),
     )
     try:
         wait_for_line(process, "bridge.started")

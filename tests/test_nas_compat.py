@@ -13,16 +13,21 @@ import threading
 from collections.abc import Callable
 
 import pytest
-
 from bridge_harness import RADIUS_SECRET, RunningBridge
 from conftest import LogStream
+
 from radius_bridge.radius import RadiusCodec
 from radius_bridge.simulator import FicSimulator, SimUser
 
 SECRET = RADIUS_SECRET.encode()
 CODEC = RadiusCodec()
 USER_NAME, USER_PASSWORD, STATE, NAS_IDENTIFIER, PROXY_STATE, MESSAGE_AUTHENTICATOR = (
-    1, 2, 24, 32, 33, 80,
+    1,
+    2,
+    24,
+    32,
+    33,
+    80,
 )
 CALLING_STATION_ID = 31
 
@@ -76,21 +81,33 @@ def exchange(bridge: RunningBridge, packet: bytes, timeout: float = 6.0) -> byte
 def outcome(reply: bytes | None, authenticator: bytes) -> str | None:
     if reply is None:
         return None
-    return CODEC.decode_reply(reply, secret=SECRET, request_authenticator=authenticator).outcome.value
+    decoded = CODEC.decode_reply(reply, secret=SECRET, request_authenticator=authenticator)
+    return decoded.outcome.value
 
 
 def legacy_client_bridge(make_bridge: Callable[..., RunningBridge], policy: str) -> RunningBridge:
-    return make_bridge({"radius": {"clients": [{
-        "name": "pam-host", "address": "127.0.0.1", "secret": RADIUS_SECRET,
-        "require_message_authenticator": policy,
-    }]}})
+    return make_bridge(
+        {
+            "radius": {
+                "clients": [
+                    {
+                        "name": "pam-host",
+                        "address": "127.0.0.1",
+                        "secret": RADIUS_SECRET,
+                        "require_message_authenticator": policy,
+                    }
+                ]
+            }
+        }
+    )
 
 
 def code_login(message_authenticator: str | None, user: bytes = b"alice") -> tuple[bytes, bytes]:
     authenticator = os.urandom(16)
     return access_request(
         [(USER_NAME, user), (USER_PASSWORD, hide(b"123456".ljust(16, b"\0"), authenticator))],
-        authenticator=authenticator, message_authenticator=message_authenticator,
+        authenticator=authenticator,
+        message_authenticator=message_authenticator,
     )
 
 
@@ -109,8 +126,10 @@ def test_auto_accepts_a_legacy_client_until_it_sends_one_valid_message_authentic
     assert outcome(exchange(bridge, packet), authenticator) == "accept"
     packet, authenticator = code_login(None)
     assert exchange(bridge, packet, timeout=0.5) is None
-    assert any(e["reason"] == "missing_message_authenticator"
-               for e in log_stream.events("radius.packet.dropped"))
+    assert any(
+        e["reason"] == "missing_message_authenticator"
+        for e in log_stream.events("radius.packet.dropped")
+    )
     assert bridge.bridge.service.clients_with_message_authenticator == {"pam-host"}
 
 
@@ -150,9 +169,7 @@ def test_message_authenticator_is_verified_wherever_it_stands(
 # -- empty passwords ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "form", ["missing", "zero length", "sixteen zero octets"]
-)
+@pytest.mark.parametrize("form", ["missing", "zero length", "sixteen zero octets"])
 def test_every_form_of_empty_password_starts_the_empty_password_flow(
     bridge: RunningBridge, log_stream: LogStream, form: str
 ) -> None:
@@ -176,9 +193,12 @@ def test_two_proxy_states_come_back_in_order(bridge: RunningBridge) -> None:
     """A request relayed by two proxies gets both Proxy-State attributes back, in order."""
     packet, authenticator = code_login("first")
     packet, authenticator = access_request(
-        [(USER_NAME, b"alice"),
-         (USER_PASSWORD, hide(b"123456".ljust(16, b"\0"), authenticator)),
-         (PROXY_STATE, b"outer-proxy"), (PROXY_STATE, b"inner-proxy")],
+        [
+            (USER_NAME, b"alice"),
+            (USER_PASSWORD, hide(b"123456".ljust(16, b"\0"), authenticator)),
+            (PROXY_STATE, b"outer-proxy"),
+            (PROXY_STATE, b"inner-proxy"),
+        ],
         authenticator=authenticator,
     )
     reply = CODEC.decode_reply(
@@ -194,18 +214,28 @@ def test_the_same_login_through_two_proxies_sends_one_push(
     """Two proxies relaying one NAS's request (new Identifier and authenticator each, their own
     Proxy-State) are one login: one push, both answered."""
     sim.add_user(SimUser("lena", "lena@example.com", push_delay=0.8))
-    bridge = make_bridge({"radius": {"clients": [
-        {"name": "proxy-a", "address": "127.0.0.1", "secret": RADIUS_SECRET},
-        {"name": "proxy-b", "address": "127.0.0.2", "secret": RADIUS_SECRET},
-    ]}})
+    bridge = make_bridge(
+        {
+            "radius": {
+                "clients": [
+                    {"name": "proxy-a", "address": "127.0.0.1", "secret": RADIUS_SECRET},
+                    {"name": "proxy-b", "address": "127.0.0.2", "secret": RADIUS_SECRET},
+                ]
+            }
+        }
+    )
     outcomes: list[str | None] = []
 
     def relay(source: str, proxy_state: bytes) -> None:
         authenticator = os.urandom(16)
         packet, _ = access_request(
-            [(USER_NAME, b"lena"), (USER_PASSWORD, hide(b"push".ljust(16, b"\0"), authenticator)),
-             (NAS_IDENTIFIER, b"vpn-gw-1"), (CALLING_STATION_ID, b"203.0.113.50"),
-             (PROXY_STATE, proxy_state)],
+            [
+                (USER_NAME, b"lena"),
+                (USER_PASSWORD, hide(b"push".ljust(16, b"\0"), authenticator)),
+                (NAS_IDENTIFIER, b"vpn-gw-1"),
+                (CALLING_STATION_ID, b"203.0.113.50"),
+                (PROXY_STATE, proxy_state),
+            ],
             authenticator=authenticator,
         )
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
@@ -214,8 +244,10 @@ def test_the_same_login_through_two_proxies_sends_one_push(
             sock.sendto(packet, bridge.address)
             outcomes.append(outcome(sock.recvfrom(4096)[0], authenticator))
 
-    threads = [threading.Thread(target=relay, args=("127.0.0.1", b"a")),
-               threading.Thread(target=relay, args=("127.0.0.2", b"b"))]
+    threads = [
+        threading.Thread(target=relay, args=("127.0.0.1", b"a")),
+        threading.Thread(target=relay, args=("127.0.0.2", b"b")),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -10,9 +10,9 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
+from bridge_harness import RADIUS_SECRET, RunningBridge
 from prometheus_client.parser import text_string_to_metric_families
 
-from bridge_harness import RADIUS_SECRET, RunningBridge
 from radius_bridge.radius import RadiusCodec
 from radius_bridge.simulator import FicSimulator
 
@@ -43,7 +43,10 @@ def send(bridge: RunningBridge, packet: bytes, timeout: float = 3.0) -> bytes | 
 def login(bridge: RunningBridge, user: str, password: str) -> str | None:
     authenticator = os.urandom(16)
     packet = CODEC.build_request(
-        secret=SECRET, identifier=1, user_name=user, password=password,
+        secret=SECRET,
+        identifier=1,
+        user_name=user,
+        password=password,
         authenticator=authenticator,
     )
     reply = send(bridge, packet, timeout=8)
@@ -104,7 +107,11 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
 
 def value(text: str, name: str, **labels: str) -> float:
     wanted = set(labels.items())
-    return sum(v for (n, l), v in samples(text).items() if n == name and wanted <= l)
+    return sum(
+        found
+        for (sample, sample_labels), found in samples(text).items()
+        if sample == name and wanted <= sample_labels
+    )
 
 
 def test_metrics_move_with_real_traffic_and_healthz_follows_fic(
@@ -115,8 +122,7 @@ def test_metrics_move_with_real_traffic_and_healthz_follows_fic(
     bridge = make_bridge({"metrics": {"listen": f"127.0.0.1:{port}"}})
     assert login(bridge, "alice", "123456") == "accept"
     assert login(bridge, "alice", "000000") == "reject"
-    packet = CODEC.build_request(secret=SECRET, identifier=3, user_name="alice",
-                                 password="123456")
+    packet = CODEC.build_request(secret=SECRET, identifier=3, user_name="alice", password="123456")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as nas:
         nas.settimeout(5)
         for _ in range(2):  # the second is a retransmission: answered from the cache
@@ -126,8 +132,16 @@ def test_metrics_move_with_real_traffic_and_healthz_follows_fic(
 
     status, text = scrape(port, "/metrics")
     assert status == 200
-    assert value(text, "radius_bridge_requests_total", outcome="accept", reason="otp_accepted",
-                 client="loopback") == 2
+    assert (
+        value(
+            text,
+            "radius_bridge_requests_total",
+            outcome="accept",
+            reason="otp_accepted",
+            client="loopback",
+        )
+        == 2
+    )
     assert value(text, "radius_bridge_requests_total", reason="otp_rejected") == 1
     assert value(text, "radius_bridge_duplicates_total") == 1
     assert value(text, "radius_bridge_packets_dropped_total", reason="malformed") == 1
@@ -148,15 +162,28 @@ def test_metrics_name_clients_that_never_sent_message_authenticator(
 ) -> None:
     """A legacy client shows up in the Message-Authenticator gauge."""
     port = free_tcp_port()
-    bridge = make_bridge({
-        "metrics": {"listen": f"127.0.0.1:{port}"},
-        "radius": {"clients": [{"name": "old-pam", "address": "127.0.0.1",
-                                "secret": RADIUS_SECRET,
-                                "require_message_authenticator": "auto"}]},
-    })
-    packet = CODEC.build_request(secret=SECRET, identifier=5, user_name="alice",
-                                 password="123456", message_authenticator=False)
+    bridge = make_bridge(
+        {
+            "metrics": {"listen": f"127.0.0.1:{port}"},
+            "radius": {
+                "clients": [
+                    {
+                        "name": "old-pam",
+                        "address": "127.0.0.1",
+                        "secret": RADIUS_SECRET,
+                        "require_message_authenticator": "auto",
+                    }
+                ]
+            },
+        }
+    )
+    packet = CODEC.build_request(
+        secret=SECRET,
+        identifier=5,
+        user_name="alice",
+        password="123456",
+        message_authenticator=False,
+    )
     assert send(bridge, packet) is not None
     text = scrape(port, "/metrics")[1]
-    assert value(text, "radius_bridge_client_without_message_authenticator",
-                 client="old-pam") == 1
+    assert value(text, "radius_bridge_client_without_message_authenticator", client="old-pam") == 1
