@@ -23,9 +23,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from radius_bridge import logs
 from radius_bridge.config import (
@@ -592,6 +595,60 @@ def check_fic(config: Config, fic: FicProbe) -> Finding:
 # --- all checks ------------------------------------------------------------------------------
 
 
+def fetch_metrics(host: str, port: int, *, timeout: float = 3.0) -> str:
+    """The running bridge's /metrics text (loopback HTTP; raises OSError when none answers)."""
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=timeout) as answer:
+        text: str = answer.read().decode("utf-8")
+        return text
+
+
+def check_legacy_clients(
+    config: Config, *, fetch: Callable[[str, int], str] = fetch_metrics
+) -> list[Finding]:
+    """Ask the running bridge which clients sent requests without Message-Authenticator.
+
+    Only the daemon knows what its NASes actually send, so this reads its metrics endpoint.
+    """
+    check = "legacy_clients"
+    listen = config.metrics.listen
+    if listen is None:
+        return [
+            Finding(
+                check,
+                "ok",
+                "not checked: metrics.listen is off, so the running "
+                "bridge cannot be asked which clients omit Message-Authenticator",
+            )
+        ]
+    try:
+        text = fetch(listen.host, listen.port)
+    except OSError:
+        return [
+            Finding(check, "ok", f"not checked: no bridge answers on {listen} (it is not running)")
+        ]
+    names = sorted(
+        sample.labels["client"]
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "radius_bridge_client_without_message_authenticator" and sample.value
+    )
+    if not names:
+        return [Finding(check, "ok", "every client seen so far signs its requests")]
+    return [
+        Finding(
+            check,
+            "warning",
+            f"client {name!r} has sent requests without Message-Authenticator "
+            "(BlastRADIUS, CVE-2024-3596)",
+            "configure or upgrade that NAS to send Message-Authenticator, then set its "
+            "require_message_authenticator: true",
+        )
+        for name in names
+    ]
+
+
 def run_checks(
     config: Config,
     *,
@@ -613,6 +670,7 @@ def run_checks(
         *check_message_authenticator(config),
         *check_push_budget(config),
         *check_duplicate_window(config),
+        *check_legacy_clients(config),
     ]
 
 

@@ -8,18 +8,19 @@ import dataclasses
 import errno
 import json
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from bridge_harness import RADIUS_SECRET, bridge_config
+from bridge_harness import RADIUS_SECRET, RunningBridge, bridge_config
 
 from radius_bridge import doctor, logs
 from radius_bridge.config import Config, ListenAddress
 from radius_bridge.doctor import Finding
 from radius_bridge.fic import FicClient
+from radius_bridge.radius import RadiusCodec
 from radius_bridge.simulator import FicSimulator
 
 UNUSED_FIC = "http://127.0.0.1:9/api/v1"  # never contacted by the pure checks
@@ -358,8 +359,58 @@ def test_run_checks_covers_every_check_in_order(sim: FicSimulator) -> None:
         "message_authenticator",
         "push_budget",
         "duplicate_window",
+        "legacy_clients",
     ]
     assert problems(findings) == []
+
+
+def test_legacy_clients_are_read_from_the_running_bridge(
+    make_bridge: Callable[..., RunningBridge],
+) -> None:
+    """doctor names a client that the running bridge saw without Message-Authenticator."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = probe.getsockname()[1]
+    bridge = make_bridge(
+        {
+            "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
+            "radius": {
+                "clients": [
+                    {**good_client(), "name": "old-pam", "require_message_authenticator": "auto"}
+                ]
+            },
+        }
+    )
+    config = bridge.bridge.config
+    assert [f.status for f in doctor.check_legacy_clients(config)] == ["ok"]
+    packet = RadiusCodec().build_request(
+        secret=good_client()["secret"].encode(),
+        identifier=1,
+        user_name="alice",
+        password="123456",
+        message_authenticator=False,
+    )
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as nas:
+        nas.settimeout(5)
+        nas.sendto(packet, bridge.address)
+        nas.recvfrom(4096)
+    (finding,) = doctor.check_legacy_clients(config)
+    assert finding.status == "warning" and "'old-pam'" in finding.message
+
+
+def test_legacy_clients_not_checked_without_a_running_bridge(sim: FicSimulator) -> None:
+    """With metrics off, or nothing listening there, the check says it could not look."""
+    off = bridge_config(sim.base_url, {"radius": {"clients": [good_client()]}})
+    assert "metrics.listen is off" in doctor.check_legacy_clients(off)[0].message
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    silent = bridge_config(
+        sim.base_url,
+        {"metrics": {"listen": f"127.0.0.1:{port}"}, "radius": {"clients": [good_client()]}},
+    )
+    (finding,) = doctor.check_legacy_clients(silent)
+    assert finding.status == "ok" and "not running" in finding.message
 
 
 # --- command line ----------------------------------------------------------------------------
