@@ -549,3 +549,42 @@ def test_no_secret_password_code_or_token_reaches_the_logs(
         token,
     ]:
         assert secret not in text, f"{secret!r} leaked into the logs"
+
+
+# -- IPv6 -----------------------------------------------------------------------------------------
+
+
+def test_ipv4_and_ipv6_listeners_answer_their_clients(
+    make_bridge: Callable[..., RunningBridge], sim: FicSimulator
+) -> None:
+    """With an IPv4 and an IPv6 listen address, a client on each is served."""
+    bridge = make_bridge(
+        {
+            "radius": {
+                "listen": ["127.0.0.1:1812", "[::1]:1812"],
+                "clients": [
+                    {"name": "v4", "address": "127.0.0.1", "secret": RADIUS_SECRET},
+                    {"name": "v6", "address": "::1", "secret": RADIUS_SECRET},
+                ],
+            }
+        }
+    )
+    addresses = bridge.bridge.addresses
+    assert [host for host, _ in addresses] == ["127.0.0.1", "::1"]
+    for family, address in zip((socket.AF_INET, socket.AF_INET6), addresses, strict=True):
+        authenticator = bytes(range(16))
+        raw = CODEC.build_request(
+            secret=RADIUS_SECRET.encode(),
+            identifier=1,
+            user_name="alice",
+            password="123456",
+            authenticator=authenticator,
+        )
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(6)
+            sock.sendto(raw, address)
+            data = sock.recvfrom(4096)[0]
+        reply = CODEC.decode_reply(
+            data, secret=RADIUS_SECRET.encode(), request_authenticator=authenticator
+        )
+        assert reply.code == packet.AccessAccept
