@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -134,3 +135,46 @@ def test_sighup_changes_secret_and_level_while_pushes_are_pending(
             assert stream is not None
             stream.close()
     assert status == 0
+
+
+def test_systemd_hears_ready_watchdog_reloading_and_stopping(
+    tmp_path: Path, sim: FicSimulator
+) -> None:
+    """Through a real datagram socket posing as $NOTIFY_SOCKET, the daemon reports READY=1
+    after binding, WATCHDOG=1 heartbeats, RELOADING=1 then READY=1 on SIGHUP, and STOPPING=1."""
+    notify_path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(notify_path))
+    listener.settimeout(10)
+    port = free_udp_port()
+    config = tmp_path / "radius-bridge.yaml"
+    config.write_text(config_text(sim.base_url, port, RADIUS_SECRET, "info"))
+    process = subprocess.Popen(
+        [*COMMAND, "serve", "--config", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**environment(), "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "400000"},
+    )
+    messages: list[str] = []
+
+    def receive_until(marker: str) -> None:
+        while not any(marker in message for message in messages):
+            messages.append(listener.recv(4096).decode())
+
+    try:
+        receive_until("READY=1")
+        ready = next(m for m in messages if "READY=1" in m)
+        assert f"127.0.0.1:{port}" in ready  # STATUS= names the bound address
+        receive_until("WATCHDOG=1")
+        process.send_signal(signal.SIGHUP)
+        receive_until("RELOADING=1")
+        messages.clear()
+        receive_until("READY=1")
+        process.send_signal(signal.SIGTERM)
+        receive_until("STOPPING=1")
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        listener.close()
