@@ -16,12 +16,12 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from pyrad import packet
-
 from bridge_harness import RunningBridge
 from conftest import LogStream
-from radius_bridge.simulator import FicSimulator, SimUser
+from pyrad import packet
 from test_bridge import completed, login, messages, wait_until
+
+from radius_bridge.simulator import FicSimulator, SimUser
 
 CONNECT_TIMEOUT = 0.5
 READ_TIMEOUT = 1.0
@@ -157,10 +157,13 @@ def test_post_auth_failure_after_sending_rejects_in_both_failmodes(
     assert_nothing_leaks(bridge, sim, log_stream)
 
 
-@pytest.mark.parametrize(("delay", "code", "reason"), [
-    (READ_TIMEOUT - 0.3, packet.AccessAccept, "otp_accepted"),
-    (READ_TIMEOUT + 0.3, packet.AccessReject, "fic_unavailable"),
-])
+@pytest.mark.parametrize(
+    ("delay", "code", "reason"),
+    [
+        (READ_TIMEOUT - 0.3, packet.AccessAccept, "otp_accepted"),
+        (READ_TIMEOUT + 0.3, packet.AccessReject, "fic_unavailable"),
+    ],
+)
 def test_slow_code_check_either_side_of_the_read_timeout(
     fault_bridge: Callable[..., RunningBridge],
     sim: FicSimulator,
@@ -219,13 +222,16 @@ def test_refused_connection_follows_the_failmode(
     assert_nothing_leaks(bridge, sim, log_stream)
 
 
-@pytest.mark.parametrize(("failmode", "kind", "delay", "code", "reason"), [
-    ("secure", "slow", READ_TIMEOUT - 0.3, packet.AccessChallenge, "challenge_issued"),
-    ("secure", "slow", READ_TIMEOUT + 0.3, packet.AccessReject, "fic_unavailable"),
-    ("open", "slow", READ_TIMEOUT + 0.3, packet.AccessAccept, "fic_unavailable_failopen"),
-    ("secure", "500", None, packet.AccessReject, "fic_unavailable"),
-    ("open", "500", None, packet.AccessAccept, "fic_unavailable_failopen"),
-])
+@pytest.mark.parametrize(
+    ("failmode", "kind", "delay", "code", "reason"),
+    [
+        ("secure", "slow", READ_TIMEOUT - 0.3, packet.AccessChallenge, "challenge_issued"),
+        ("secure", "slow", READ_TIMEOUT + 0.3, packet.AccessReject, "fic_unavailable"),
+        ("open", "slow", READ_TIMEOUT + 0.3, packet.AccessAccept, "fic_unavailable_failopen"),
+        ("secure", "500", None, packet.AccessReject, "fic_unavailable"),
+        ("open", "500", None, packet.AccessAccept, "fic_unavailable_failopen"),
+    ],
+)
 def test_preview_failure_follows_the_failmode(
     fault_bridge: Callable[..., RunningBridge],
     sim: FicSimulator,
@@ -248,8 +254,11 @@ def test_preview_failure_follows_the_failmode(
     assert_nothing_leaks(bridge, sim, log_stream)
 
 
-@pytest.mark.xfail(strict=True, reason="a 5xx or timeout on POST /login is taken as the code "
-                   "having reached FIC, so failmode open rejects although nothing was sent")
+@pytest.mark.xfail(
+    strict=True,
+    reason="a 5xx or timeout on POST /login is taken as the code "
+    "having reached FIC, so failmode open rejects although nothing was sent",
+)
 def test_fic_answering_503_to_everything_fails_open_for_a_code(
     fault_bridge: Callable[..., RunningBridge], sim: FicSimulator, log_stream: LogStream
 ) -> None:
@@ -314,13 +323,17 @@ def test_throttle_rejects_at_once_and_never_fails_open(
     assert_nothing_leaks(bridge, sim, log_stream)
 
 
-@pytest.mark.xfail(strict=True, reason="the push poller polls every interval through a 429, "
-                   "ignoring Retry-After once it exceeds one call's budget")
+@pytest.mark.xfail(
+    strict=True,
+    reason="the push poller polls every interval through a 429, "
+    "ignoring Retry-After once it exceeds one call's budget",
+)
 def test_throttled_poll_waits_for_retry_after(
     fault_bridge: Callable[..., RunningBridge], sim: FicSimulator, log_stream: LogStream
 ) -> None:
     """After FIC throttles the batch poll with Retry-After: 5, the poller does not ask again
-    within those 5 s (trial accounts are disabled beyond 240 requests in 5 minutes)."""
+    within those 5 s (trial accounts are disabled beyond 240 requests in 5 minutes), and the
+    push is still answered by its deadline."""
     bridge = fault_bridge()
     sim.inject_fault("429", endpoint="GET /auth", retry_after=5.0)
     reply, elapsed = timed_login(bridge, "erin", "push")  # erin never answers her phone
@@ -333,10 +346,13 @@ def test_throttled_poll_waits_for_retry_after(
 
 
 @pytest.mark.parametrize("failmode", FAILMODES)
-@pytest.mark.parametrize(("endpoint", "user", "password"), [
-    ("POST /auth", "alice", "push"),  # push started, but no authid can be read
-    ("POST /auth/preview", "frank", ""),
-])
+@pytest.mark.parametrize(
+    ("endpoint", "user", "password"),
+    [
+        ("POST /auth", "alice", "push"),  # push started, but no authid can be read
+        ("POST /auth/preview", "frank", ""),
+    ],
+)
 def test_unreadable_answer_rejects_in_both_failmodes(
     fault_bridge: Callable[..., RunningBridge],
     sim: FicSimulator,
@@ -375,16 +391,19 @@ def test_unreadable_body_of_a_verified_code_still_accepts(
 # -- faults while a push is pending -------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("kind", "count", "delay", "retry_after"), [
-    ("500", 4, None, None),  # two poll rounds fail (each retried twice), then FIC answers
-    ("503", 1, None, None),
-    ("reset", 1, None, None),
-    ("hang", 1, READ_TIMEOUT + 0.5, None),
-    ("slow", None, READ_TIMEOUT - 0.4, None),  # every poll slow, but inside the read timeout
-    ("429", 2, None, None),
-    ("429", 1, None, 0.3),  # waited out inside the poll call
-    ("malformed_json", 1, None, None),
-])
+@pytest.mark.parametrize(
+    ("kind", "count", "delay", "retry_after"),
+    [
+        ("500", 4, None, None),  # two poll rounds fail (each retried twice), then FIC answers
+        ("503", 1, None, None),
+        ("reset", 1, None, None),
+        ("hang", 1, READ_TIMEOUT + 0.5, None),
+        ("slow", None, READ_TIMEOUT - 0.4, None),  # every poll slow, but inside the read timeout
+        ("429", 2, None, None),
+        ("429", 1, None, 0.3),  # waited out inside the poll call
+        ("malformed_json", 1, None, None),
+    ],
+)
 def test_push_completes_when_a_poll_fault_clears(
     fault_bridge: Callable[..., RunningBridge],
     sim: FicSimulator,
@@ -407,11 +426,14 @@ def test_push_completes_when_a_poll_fault_clears(
     assert_nothing_leaks(bridge, sim, log_stream)
 
 
-@pytest.mark.parametrize(("kind", "delay"), [
-    ("500", None),
-    ("hang", READ_TIMEOUT + 0.5),
-    ("reset", None),
-])
+@pytest.mark.parametrize(
+    ("kind", "delay"),
+    [
+        ("500", None),
+        ("hang", READ_TIMEOUT + 0.5),
+        ("reset", None),
+    ],
+)
 def test_push_is_rejected_by_its_deadline_when_polls_keep_failing(
     fault_bridge: Callable[..., RunningBridge],
     sim: FicSimulator,
@@ -432,8 +454,11 @@ def test_push_is_rejected_by_its_deadline_when_polls_keep_failing(
     assert_nothing_leaks(bridge, sim, log_stream)
 
 
-@pytest.mark.xfail(strict=True, reason="the completed line says push_timeout (the user did not "
-                   "answer) when FIC never answered a poll; the user may well have approved")
+@pytest.mark.xfail(
+    strict=True,
+    reason="the completed line says push_timeout (the user did not "
+    "answer) when FIC never answered a poll; the user may well have approved",
+)
 def test_push_whose_polls_all_failed_is_logged_as_fic_unavailable(
     fault_bridge: Callable[..., RunningBridge], sim: FicSimulator, log_stream: LogStream
 ) -> None:
@@ -447,8 +472,11 @@ def test_push_whose_polls_all_failed_is_logged_as_fic_unavailable(
     assert line["reason"] == "fic_unavailable" and "GET /auth" in line.get("fic_error", "")
 
 
-@pytest.mark.xfail(strict=True, reason="one unreadable batch answer switches the poller to "
-                   "per-id polling for the rest of the process")
+@pytest.mark.xfail(
+    strict=True,
+    reason="one unreadable batch answer switches the poller to "
+    "per-id polling for the rest of the process",
+)
 def test_batch_polling_survives_one_unreadable_answer(
     fault_bridge: Callable[..., RunningBridge], sim: FicSimulator
 ) -> None:
@@ -461,6 +489,44 @@ def test_batch_polling_survives_one_unreadable_answer(
     assert timed_login(bridge, "alice", "push")[0].code == packet.AccessAccept
     counters = sim.counters()
     assert counters["batch_polls"] >= 1 and counters["status_polls"] == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "count", "delay"),
+    [
+        ("500", 3, None),  # one poll call with its two retries fails, the next round answers
+        ("hang", 1, READ_TIMEOUT + 0.5),
+        ("429", 1, None),
+        pytest.param(
+            "malformed_json",
+            1,
+            None,
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="in per-id polling an unreadable answer is taken as FIC no longer "
+                "knowing the push, which is rejected at once as push_timeout",
+            ),
+        ),
+    ],
+)
+def test_push_completes_when_a_per_id_poll_fault_clears(
+    fault_bridge: Callable[..., RunningBridge],
+    sim: FicSimulator,
+    log_stream: LogStream,
+    kind: str,
+    count: int,
+    delay: float | None,
+) -> None:
+    """Where FIC has no batch endpoint the poller asks per auth id, and a passing fault there
+    does not lose the push either."""
+    sim.configure(batch_supported=False)
+    bridge = fault_bridge()
+    sim.inject_fault(kind, endpoint="GET /auth/*", count=count, delay=delay)
+    reply, elapsed = timed_login(bridge, "alice", "push")
+    assert last_line(log_stream)["reason"] == "push_approved"
+    assert reply.code == packet.AccessAccept and elapsed < PUSH_TIMEOUT
+    assert sim.counters()["status_polls"] >= 1
+    assert_nothing_leaks(bridge, sim, log_stream)
 
 
 def test_push_survives_fic_refusing_connections_for_a_while(
