@@ -801,7 +801,7 @@ class FicClient:
             # session-wide settings we do not use (cookies, hooks, environment, redirects) at
             # about half the CPU cost of a whole FIC call; the adapter still maps every
             # transport failure to requests' exceptions, which _transport_failure reads.
-            response = self._session.get_adapter(request.url).send(
+            response = self._session.get_adapter(url).send(
                 request,
                 timeout=(min(self._connect_timeout, remaining), read),
                 verify=self._verify,
