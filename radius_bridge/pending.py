@@ -20,7 +20,13 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from radius_bridge.errors import FicError, FicProtocolError, FicRejected, FicUnavailable
+from radius_bridge.errors import (
+    FicError,
+    FicProtocolError,
+    FicRateLimited,
+    FicRejected,
+    FicUnavailable,
+)
 from radius_bridge.model import PushStatus
 
 log = structlog.get_logger("radius_bridge.pending")
@@ -76,6 +82,8 @@ class PendingPushes:
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._fic_failing = False
+        self._last_error: FicError | None = None
+        self._paused_until = 0.0
         self.rounds = 0  # poll rounds done; tests and metrics read it
         self._last_round_at = clock()
 
@@ -138,6 +146,17 @@ class PendingPushes:
         if not waiter.future.done():
             waiter.future.set_result(status)
 
+    def _fail(self, waiter: _Waiter, error: FicError) -> None:
+        self._waiters.pop(waiter.auth_id, None)
+        if not waiter.future.done():
+            waiter.future.set_exception(
+                FicUnavailable(
+                    error.endpoint,
+                    f"no poll was answered before the push deadline: {error.detail}",
+                    status=error.status,
+                )
+            )
+
     def _record(self, auth_id: str, status: PushStatus) -> None:
         if status is PushStatus.WAITING:
             return
@@ -150,7 +169,11 @@ class PendingPushes:
     def _expire(self) -> None:
         now = self._clock()
         for waiter in [w for w in self._waiters.values() if w.deadline <= now]:
-            self._finish(waiter, None)
+            if self._fic_failing and self._last_error is not None:
+                # The user may well have approved: what ran out was FIC, not the user.
+                self._fail(waiter, self._last_error)
+            else:
+                self._finish(waiter, None)
         while self._recent:
             auth_id, (_, seen) = next(iter(self._recent.items()))
             if now - seen < _RECENT_RESULTS_SECONDS:
@@ -165,7 +188,7 @@ class PendingPushes:
                 self._last_round_at = self._clock()
             await asyncio.sleep(self._interval)
             self._expire()
-            if not self._waiters:
+            if not self._waiters or self._clock() < self._paused_until:
                 continue
             self.rounds += 1
             try:
@@ -181,12 +204,12 @@ class PendingPushes:
         if self._batch_supported:
             try:
                 finished = await self._fetch_finished()
-            except (FicRejected, FicProtocolError) as error:
-                # The batch endpoint is not there for this application (404/405/400, or an
-                # answer we cannot read): ask per auth id from now on.
+            except FicRejected as error:
+                # The batch endpoint is not there for this application (404/405/400): ask per
+                # auth id from now on. An unreadable answer is only a failed round.
                 self._batch_supported = False
                 log.warning("fic.poll.batch_unsupported", error=str(error))
-            except FicUnavailable as error:
+            except (FicUnavailable, FicProtocolError) as error:
                 self._note_failure(error)
                 return
             else:
@@ -201,7 +224,7 @@ class PendingPushes:
         for waiter in oldest_first[: self._per_id_budget]:
             try:
                 status = await self._fetch_one(waiter.auth_id)
-            except FicUnavailable as error:
+            except (FicUnavailable, FicProtocolError) as error:
                 self._note_failure(error)
                 return
             except FicError as error:
@@ -218,8 +241,15 @@ class PendingPushes:
         if not self._fic_failing:
             log.warning("fic.poll.unavailable", error=str(error))
         self._fic_failing = True
+        self._last_error = error
+        if isinstance(error, FicRateLimited):
+            # Polling through a throttle only prolongs it (trial accounts are disabled beyond
+            # 240 requests in 5 minutes, shared/fic-api.md §11): wait as long as FIC asks.
+            pause = error.retry_after if error.retry_after is not None else 2 * self._interval
+            self._paused_until = self._clock() + pause
 
     def _note_recovery(self) -> None:
         if self._fic_failing:
             log.info("fic.poll.recovered")
         self._fic_failing = False
+        self._last_error = None

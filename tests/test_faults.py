@@ -323,11 +323,6 @@ def test_throttle_rejects_at_once_and_never_fails_open(
     assert_nothing_leaks(bridge, sim, log_stream)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the push poller polls every interval through a 429, "
-    "ignoring Retry-After once it exceeds one call's budget",
-)
 def test_throttled_poll_waits_for_retry_after(
     fault_bridge: Callable[..., RunningBridge], sim: FicSimulator, log_stream: LogStream
 ) -> None:
@@ -454,11 +449,6 @@ def test_push_is_rejected_by_its_deadline_when_polls_keep_failing(
     assert_nothing_leaks(bridge, sim, log_stream)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the completed line says push_timeout (the user did not "
-    "answer) when FIC never answered a poll; the user may well have approved",
-)
 def test_push_whose_polls_all_failed_is_logged_as_fic_unavailable(
     fault_bridge: Callable[..., RunningBridge], sim: FicSimulator, log_stream: LogStream
 ) -> None:
@@ -472,11 +462,6 @@ def test_push_whose_polls_all_failed_is_logged_as_fic_unavailable(
     assert line["reason"] == "fic_unavailable" and "GET /auth" in line.get("fic_error", "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="one unreadable batch answer switches the poller to "
-    "per-id polling for the rest of the process",
-)
 def test_batch_polling_survives_one_unreadable_answer(
     fault_bridge: Callable[..., RunningBridge], sim: FicSimulator
 ) -> None:
@@ -497,16 +482,7 @@ def test_batch_polling_survives_one_unreadable_answer(
         ("500", 3, None),  # one poll call with its two retries fails, the next round answers
         ("hang", 1, READ_TIMEOUT + 0.5),
         ("429", 1, None),
-        pytest.param(
-            "malformed_json",
-            1,
-            None,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="in per-id polling an unreadable answer is taken as FIC no longer "
-                "knowing the push, which is rejected at once as push_timeout",
-            ),
-        ),
+        ("malformed_json", 1, None),
     ],
 )
 def test_push_completes_when_a_per_id_poll_fault_clears(
