@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -110,10 +111,8 @@ class PendingPushes:
         """Stop polling and resolve every waiter as timed out (the service rejects them)."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         for waiter in list(self._waiters.values()):
             self._finish(waiter, None)
@@ -175,7 +174,7 @@ class PendingPushes:
             else:
                 self._finish(waiter, None)
         while self._recent:
-            auth_id, (_, seen) = next(iter(self._recent.items()))
+            _, (_, seen) = next(iter(self._recent.items()))
             if now - seen < _RECENT_RESULTS_SECONDS:
                 break
             self._recent.popitem(last=False)
