@@ -683,16 +683,25 @@ class FicClient:
     def _login(self, deadline: float) -> Secret:
         """One login, with the login lock held; retried only on connection errors."""
         started = self._clock()
-        reply = self._call(
-            "POST",
-            f"{self._api_v1}/login",
-            endpoint=LOGIN,
-            deadline=deadline,
-            read_timeout=self._read_timeout,
-            retry=_LOGIN_RETRY,
-            authenticated=False,
-            body={"client_id": self._client_id, "client_secret": self._client_secret},
-        )
+        try:
+            reply = self._call(
+                "POST",
+                f"{self._api_v1}/login",
+                endpoint=LOGIN,
+                deadline=deadline,
+                read_timeout=self._read_timeout,
+                retry=_LOGIN_RETRY,
+                authenticated=False,
+                body={"client_id": self._client_id, "client_secret": self._client_secret},
+            )
+        except FicRateLimited:
+            raise  # stays a throttle: never a reason to fail open
+        except FicUnavailable as error:
+            # Whatever happened to the login, the call that needed it was never sent: FIC
+            # cannot have pushed or judged a code (failmode open relies on this).
+            raise FicUnavailable(
+                error.endpoint, error.detail, status=error.status, reached_fic=False
+            ) from error
         try:
             token, lifetime = token_lifetime_of(reply.body)
         except ValueError as exc:

@@ -254,11 +254,6 @@ def test_preview_failure_follows_the_failmode(
     assert_nothing_leaks(bridge, sim, log_stream)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a 5xx or timeout on POST /login is taken as the code "
-    "having reached FIC, so failmode open rejects although nothing was sent",
-)
 def test_fic_answering_503_to_everything_fails_open_for_a_code(
     fault_bridge: Callable[..., RunningBridge], sim: FicSimulator, log_stream: LogStream
 ) -> None:
