@@ -140,6 +140,11 @@ class Reason(enum.Enum):
     # FIC refused to start a push or send a code (no phone number, push off, SMS credit gone):
     # the user cannot use that factor, which is neither a wrong code nor a fault of the bridge.
     FIC_REFUSED = "fic_refused"
+    # Push-fatigue (MFA bombing) limits and code guessing, refused locally before FIC is asked.
+    PUSH_ALREADY_PENDING = "push_already_pending"  # a push from another login still waits
+    PUSH_RATE_LIMITED = "push_rate_limited"  # too many pushes for this user in the window
+    PUSH_COOLDOWN = "push_cooldown"  # the user denied a push moments ago
+    CODE_RATE_LIMITED = "code_rate_limited"  # too many wrong codes for this user in the window
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
