@@ -177,6 +177,15 @@ REJECT_MESSAGES: MappingProxyType[Reason, str] = MappingProxyType(
         Reason.RATE_LIMITED: "MFA service busy; try again in a few minutes.",
         Reason.OVERLOADED: "Server busy; try again shortly.",
         Reason.SHUTTING_DOWN: "Server restarting; try again shortly.",
+        # Push-fatigue limits. The push already waiting may be an attacker's, timed to meet the
+        # user's own login: the message must never tell the user to approve it.
+        Reason.PUSH_ALREADY_PENDING: "A push for another sign-in is already waiting on your "
+        "phone; deny it unless you started it, or type a code.",
+        Reason.PUSH_RATE_LIMITED: "Too many push requests; type a code, or try push again "
+        "in a few minutes.",
+        Reason.PUSH_COOLDOWN: "A push was just denied; type a code, or wait a minute before "
+        "asking for another push.",
+        Reason.CODE_RATE_LIMITED: "Too many wrong codes; wait a few minutes and try again.",
     }
 )
 

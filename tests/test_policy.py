@@ -425,3 +425,21 @@ def test_challenge_refuses_factors_without_a_code(factor: Factor) -> None:
     """Asking to challenge for something that is not a code is a programming error."""
     with pytest.raises(ValueError, match="no challenge prompt"):
         policy.challenge(factor, b"s")
+
+
+def test_already_pending_message_never_asks_to_approve_the_waiting_push() -> None:
+    """The waiting push may be an attacker's, timed to meet this login: the message tells the
+    user to deny it unless theirs, never to approve it, and offers a code instead."""
+    message = policy.reject(Reason.PUSH_ALREADY_PENDING).reply_message
+    assert message is not None
+    assert "approve" not in message.lower()
+    assert "deny it unless you started it" in message and "code" in message
+
+
+@pytest.mark.parametrize(
+    "reason", [Reason.PUSH_RATE_LIMITED, Reason.PUSH_COOLDOWN, Reason.PUSH_ALREADY_PENDING]
+)
+def test_push_refusals_point_to_a_code(reason: Reason) -> None:
+    """Every push refusal tells the user that a code still works, so nobody is stuck."""
+    message = policy.reject(reason).reply_message
+    assert message is not None and "type a code" in message
