@@ -196,12 +196,34 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)
+class LimitsConfig:
+    """Per-user limits against push bombing and code guessing, and the caps that bound memory.
+
+    A per-user limit of ``None`` is off. The caps (``max_*``, ``duplicate_cache_size``) always
+    apply and take effect at start; the per-user limits also change on reload.
+    """
+
+    one_push_per_user: bool = True
+    pushes_per_user: int | None = 3
+    pushes_window: float = 300.0
+    cooldown_after_denied_push: float | None = 60.0
+    wrong_codes_per_user: int | None = 5
+    wrong_codes_window: float = 300.0
+    max_tracked_users: int = 100_000
+    max_pending_pushes: int = 10_000
+    max_challenges: int = 100_000
+    duplicate_cache_size: int = 100_000
+    max_requests_in_progress: int = 50_000
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Config:
     """The whole configuration, and ``source``: the file it came from."""
 
     fic: FicConfig
     radius: RadiusConfig
     auth: AuthConfig = field(default_factory=AuthConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     source: str
@@ -265,11 +287,12 @@ def parse_config(
     if not isinstance(data, dict):
         problem = "is empty" if data is None else "must be a mapping"
         raise context.error("", f"{problem}: it needs at least the sections fic and radius")
-    root = _Section(context, "", data, ("fic", "radius", "auth", "logging", "metrics"))
+    root = _Section(context, "", data, ("fic", "radius", "auth", "limits", "logging", "metrics"))
     return Config(
         fic=_parse_fic(root.section("fic", required=True)),
         radius=_parse_radius(root.section("radius", required=True)),
         auth=_parse_auth(root.section("auth")),
+        limits=_parse_limits(root.section("limits")),
         logging=_parse_logging(root.section("logging")),
         metrics=_parse_metrics(root.section("metrics")),
         source=source,
@@ -444,6 +467,30 @@ class _Section:
             raise self.error(name, f"must be between {minimum} and {maximum}")
         return value
 
+    def optional_count(self, name: str, default: int | None, *, maximum: int) -> int | None:
+        """A whole number from 1 to ``maximum``; ``0`` or ``null`` mean off (``None``)."""
+        value = self.data.get(name, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.error(name, "must be a whole number (0 or null turns it off)")
+        if value == 0:
+            return None
+        if not 1 <= value <= maximum:
+            raise self.error(name, f"must be between 0 (off) and {maximum}")
+        return value
+
+    def optional_seconds(self, name: str, default: float | None, *, maximum: float) -> float | None:
+        """Seconds up to ``maximum``; ``0`` or ``null`` mean off (``None``)."""
+        if name not in self.data:
+            return default
+        if self.data[name] is None:
+            return None
+        seconds = self._number_value(name, allow_zero=True)
+        if seconds > maximum:
+            raise self.error(name, f"must be at most {maximum:g} seconds (0 or null: off)")
+        return seconds or None
+
     def boolean(self, name: str, default: bool) -> bool:
         value = self.data.get(name, default)
         if not isinstance(value, bool):
@@ -594,6 +641,7 @@ _KEYS: dict[str, tuple[str, ...]] = {
         "username",
     ),
     "username": ("strip_domain", "strip_realm", "lowercase", "realm_map"),
+    "limits": tuple(f.name for f in fields(LimitsConfig)),
     "logging": ("format", "level"),
     "metrics": ("listen", "allow_remote"),
 }
@@ -927,6 +975,59 @@ def _parse_username(section: _Section) -> UsernameConfig:
         lowercase=section.boolean("lowercase", True),
         realm_map=MappingProxyType(lowered),
     )
+
+
+# Bounds of the limits section: wide enough for any deployment, narrow enough to catch a typo
+# (an extra zero, minutes typed as hours).
+MAX_LIMIT_WINDOW = 86_400.0
+MAX_COOLDOWN = 3_600.0
+MAX_PER_USER_COUNT = 1_000
+MAX_TABLE_SIZE = 10_000_000
+
+
+def _parse_limits(section: _Section) -> LimitsConfig:
+    defaults = LimitsConfig()
+
+    def window(name: str, default: float) -> float:
+        seconds = section.number(name, default)
+        if seconds > MAX_LIMIT_WINDOW:
+            raise section.error(name, f"must be at most {MAX_LIMIT_WINDOW:g} seconds (a day)")
+        return seconds
+
+    def cap(name: str, default: int) -> int:
+        # Caps cannot be turned off: they are what keeps a flood from exhausting memory.
+        return section.integer(name, default, minimum=1, maximum=MAX_TABLE_SIZE)
+
+    limits = LimitsConfig(
+        one_push_per_user=section.boolean("one_push_per_user", defaults.one_push_per_user),
+        pushes_per_user=section.optional_count(
+            "pushes_per_user", defaults.pushes_per_user, maximum=MAX_PER_USER_COUNT
+        ),
+        pushes_window=window("pushes_window", defaults.pushes_window),
+        cooldown_after_denied_push=section.optional_seconds(
+            "cooldown_after_denied_push",
+            defaults.cooldown_after_denied_push,
+            maximum=MAX_COOLDOWN,
+        ),
+        wrong_codes_per_user=section.optional_count(
+            "wrong_codes_per_user", defaults.wrong_codes_per_user, maximum=MAX_PER_USER_COUNT
+        ),
+        wrong_codes_window=window("wrong_codes_window", defaults.wrong_codes_window),
+        max_tracked_users=cap("max_tracked_users", defaults.max_tracked_users),
+        max_pending_pushes=cap("max_pending_pushes", defaults.max_pending_pushes),
+        max_challenges=cap("max_challenges", defaults.max_challenges),
+        duplicate_cache_size=cap("duplicate_cache_size", defaults.duplicate_cache_size),
+        max_requests_in_progress=cap("max_requests_in_progress", defaults.max_requests_in_progress),
+    )
+    if limits.max_pending_pushes > limits.max_requests_in_progress:
+        # Every pending push is a request in progress: the server would drop new datagrams
+        # unanswered before the push cap could answer with a Reject.
+        raise section.error(
+            "max_pending_pushes",
+            f"must not exceed limits.max_requests_in_progress ({limits.max_requests_in_progress})"
+            ": each pending push is a request in progress",
+        )
+    return limits
 
 
 def _parse_logging(section: _Section) -> LoggingConfig:

@@ -20,6 +20,7 @@ from radius_bridge.config import (
     EmptyPassword,
     Failmode,
     FicConfig,
+    LimitsConfig,
     ListenAddress,
     LogFormat,
     LoggingConfig,
@@ -117,6 +118,11 @@ def test_minimal_file_gets_the_documented_defaults(tmp_path: Path) -> None:
     assert dict(config.auth.username.realm_map) == {}
     assert config.logging == LoggingConfig(format=LogFormat.JSON, level="info")
     assert config.metrics == MetricsConfig(listen=None, allow_remote=False)
+    assert config.limits == LimitsConfig()
+    assert config.limits.one_push_per_user is True
+    assert (config.limits.pushes_per_user, config.limits.pushes_window) == (3, 300.0)
+    assert (config.limits.wrong_codes_per_user, config.limits.wrong_codes_window) == (5, 300.0)
+    assert config.limits.cooldown_after_denied_push == 60.0
     assert config.source == str(tmp_path / "bridge.yaml")
 
 
@@ -153,6 +159,44 @@ def test_example_file_loads(example_environ: tuple[Path, dict[str, str]]) -> Non
     assert config.metrics.listen == ListenAddress(host="127.0.0.1", port=9812)
 
 
+def test_example_file_states_the_default_limits(
+    example_environ: tuple[Path, dict[str, str]],
+) -> None:
+    """The example's limits section shows exactly the defaults, so copying it changes nothing."""
+    path, environ = example_environ
+    assert load_config(path, environ=environ).limits == LimitsConfig()
+
+
+@pytest.mark.parametrize("off", [0, None])
+def test_zero_or_null_turns_a_per_user_limit_off(tmp_path: Path, off: object) -> None:
+    """0 and null both switch off the push, wrong-code and cool-down limits."""
+    limits = {"pushes_per_user": off, "wrong_codes_per_user": off}
+    limits["cooldown_after_denied_push"] = off
+    config = load(tmp_path, merged(minimal(), {"limits": limits}))
+    assert config.limits.pushes_per_user is None
+    assert config.limits.wrong_codes_per_user is None
+    assert config.limits.cooldown_after_denied_push is None
+
+
+def test_limits_are_read_as_written(tmp_path: Path) -> None:
+    """Every limits key reaches the configuration with the value written."""
+    written = {
+        "one_push_per_user": False,
+        "pushes_per_user": 5,
+        "pushes_window": 600,
+        "cooldown_after_denied_push": 30.5,
+        "wrong_codes_per_user": 3,
+        "wrong_codes_window": 120,
+        "max_tracked_users": 500,
+        "max_pending_pushes": 20,
+        "max_challenges": 40,
+        "duplicate_cache_size": 1000,
+        "max_requests_in_progress": 20,
+    }
+    config = load(tmp_path, merged(minimal(), {"limits": written}))
+    assert dataclasses.asdict(config.limits) == written
+
+
 def _config_keys(cls: type[Any]) -> Iterator[str]:
     """Every field name of ``cls`` and of the configuration dataclasses nested in it."""
     for f in dataclasses.fields(cls):
@@ -162,6 +206,7 @@ def _config_keys(cls: type[Any]) -> Iterator[str]:
             "radius": RadiusConfig,
             "clients": ClientConfig,
             "auth": AuthConfig,
+            "limits": LimitsConfig,
             "username": UsernameConfig,
             "logging": LoggingConfig,
             "metrics": MetricsConfig,
@@ -428,6 +473,46 @@ BAD = [
         {"auth": {"username": {"realm_map": ["example.com"]}}},
         "auth.username.realm_map",
         "must be a mapping",
+    ),
+    # limits
+    (
+        {"limits": {"pushes_per_usr": 3}},
+        "limits.pushes_per_usr",
+        "unknown key 'pushes_per_usr' (did you mean 'pushes_per_user'?)",
+    ),
+    ({"limits": [3]}, "limits", "must be a mapping"),
+    ({"limits": {"one_push_per_user": "yes"}}, "limits.one_push_per_user", "true or false"),
+    ({"limits": {"pushes_per_user": -1}}, "limits.pushes_per_user", "between 0 (off) and 1000"),
+    ({"limits": {"pushes_per_user": 1001}}, "limits.pushes_per_user", "between 0 (off) and"),
+    ({"limits": {"pushes_per_user": 2.5}}, "limits.pushes_per_user", "must be a whole number"),
+    ({"limits": {"pushes_per_user": True}}, "limits.pushes_per_user", "must be a whole number"),
+    ({"limits": {"wrong_codes_per_user": "5"}}, "limits.wrong_codes_per_user", "whole number"),
+    ({"limits": {"pushes_window": 0}}, "limits.pushes_window", "must be greater than 0"),
+    ({"limits": {"pushes_window": None}}, "limits.pushes_window", "must be a number"),
+    ({"limits": {"wrong_codes_window": 86401}}, "limits.wrong_codes_window", "at most 86400"),
+    (
+        {"limits": {"cooldown_after_denied_push": -5}},
+        "limits.cooldown_after_denied_push",
+        "must be at least 0",
+    ),
+    (
+        {"limits": {"cooldown_after_denied_push": 3601}},
+        "limits.cooldown_after_denied_push",
+        "must be at most 3600 seconds (0 or null: off)",
+    ),
+    (
+        {"limits": {"cooldown_after_denied_push": "1m"}},
+        "limits.cooldown_after_denied_push",
+        "must be a number",
+    ),
+    ({"limits": {"max_pending_pushes": 0}}, "limits.max_pending_pushes", "between 1 and"),
+    ({"limits": {"max_challenges": None}}, "limits.max_challenges", "must be a whole number"),
+    ({"limits": {"max_tracked_users": 10**8}}, "limits.max_tracked_users", "between 1 and"),
+    ({"limits": {"duplicate_cache_size": 0}}, "limits.duplicate_cache_size", "between 1 and"),
+    (
+        {"limits": {"max_requests_in_progress": 100}},
+        "limits.max_pending_pushes",
+        "must not exceed limits.max_requests_in_progress (100): each pending push is a request",
     ),
     # logging
     (
