@@ -78,13 +78,18 @@ class Bridge:
             fetch_finished=self._fetch_finished,
             fetch_one=self._fetch_one,
             interval=config.auth.push_poll_interval,
+            max_pending=config.limits.max_pending_pushes,
         )
         state_key = (
             config.radius.state_secret.reveal_bytes()
             if config.radius.state_secret is not None
             else os.urandom(32)
         )
-        self.challenges = ChallengeStates(state_key, ttl=config.auth.challenge_timeout)
+        self.challenges = ChallengeStates(
+            state_key,
+            ttl=config.auth.challenge_timeout,
+            max_outstanding=config.limits.max_challenges,
+        )
         self.service = Service(
             config=config,
             codec=self.codec,
@@ -98,7 +103,11 @@ class Bridge:
         self.server = RadiusServer(
             handler=self.service.handle,
             listen=[(a.host, a.port) for a in config.radius.listen],
-            cache=ReplyCache(ttl=config.radius.duplicate_ttl),
+            cache=ReplyCache(
+                ttl=config.radius.duplicate_ttl,
+                max_replies=config.limits.duplicate_cache_size,
+                max_in_progress=config.limits.max_requests_in_progress,
+            ),
             metrics=self.metrics,
         )
         # Read on the metrics server's threads at scrape time: only sizes and copies.

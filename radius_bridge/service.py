@@ -8,7 +8,10 @@ be made without I/O (``policy`` does); it is the sequence that joins them, with 
 
 Logins that are the same login arriving twice (a NAS that retries with a new Identifier, a user
 who presses Connect again) share one FIC call: a second push request for the same user, client
-and station joins the push already in flight, and the same code is verified once.
+and station joins the push already in flight, and the same code is verified once. Everything
+else that would reach FIC first passes the limits (``limits``): one push at a time per user, so
+many per window, a cool-down after a denied push, so many wrong codes per window, and caps on
+pushes and challenges outstanding; a refusal is an Access-Reject saying which.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import functools
 import hashlib
 import hmac
 import ipaddress
+import math
 import os
 import secrets
 import time
@@ -31,8 +35,16 @@ import structlog
 from radius_bridge import __version__, policy
 from radius_bridge.challenge import ChallengeStates, StateError
 from radius_bridge.config import ClientConfig, Config, EmptyPassword, MessageAuthenticatorPolicy
-from radius_bridge.errors import FicError, FicUnavailable, PacketError
+from radius_bridge.errors import (
+    FicError,
+    FicRejected,
+    FicUnavailable,
+    FicUnknownUser,
+    FicUserLocked,
+    PacketError,
+)
 from radius_bridge.health import FicHealth
+from radius_bridge.limits import ChallengeBudget, CodeVerdict, Refusal, UserLimits
 from radius_bridge.metrics import Metrics
 from radius_bridge.model import (
     AccessRequest,
@@ -155,6 +167,11 @@ class Service:
         self._wall_clock = wall_clock
         self._started = clock()
         self._in_flight: dict[Hashable, asyncio.Future[Any]] = {}
+        self._limits = UserLimits(config.limits, clock=clock)
+        self._challenge_budget = ChallengeBudget(clock=clock)
+        # The caps sized at start (the push table, the record of used States, the reply cache)
+        # stay as they were until a restart; the per-user limits follow every reload.
+        self._caps = config.limits
         self._coalesce_key = secrets.token_bytes(32)
         # Clients with require_message_authenticator "auto" that have sent a valid one: from
         # then on they must always send it (FreeRADIUS 3.2.5 semantics).
@@ -176,6 +193,21 @@ class Service:
         """
         if codec is not None:
             self._codec = codec
+        started = self._caps
+        limits = dataclasses.replace(
+            config.limits,
+            max_pending_pushes=started.max_pending_pushes,
+            max_challenges=started.max_challenges,
+            duplicate_cache_size=started.duplicate_cache_size,
+            max_requests_in_progress=started.max_requests_in_progress,
+        )
+        if limits != config.limits:
+            log.warning(
+                "bridge.reload.caps_unchanged",
+                detail="limits.max_pending_pushes, max_challenges, duplicate_cache_size and "
+                "max_requests_in_progress change only on restart",
+            )
+        self._limits.settings = limits
         self._config = config
 
     def set_fic(self, fic: FicApi) -> None:
@@ -277,7 +309,9 @@ class Service:
             reply_message=f"radius-bridge {__version__} up {uptime} s",
         )
 
-    async def _decide(self, request: AccessRequest, client: ClientConfig, login: _Login) -> Decision:
+    async def _decide(
+        self, request: AccessRequest, client: ClientConfig, login: _Login
+    ) -> Decision:
         auth = self._config.auth
         if request.scheme not in (PasswordScheme.PAP, PasswordScheme.NONE):
             login.factor = Factor.UNSUPPORTED
@@ -287,9 +321,7 @@ class Service:
         if not request.user_name:
             return policy.reject(Reason.NO_USER_NAME)
         try:
-            identity = policy.fic_identity(
-                request.user_name, auth.username, self._config.fic.realm
-            )
+            identity = policy.fic_identity(request.user_name, auth.username, self._config.fic.realm)
         except ValueError:
             return policy.reject(Reason.NO_USER_NAME)
         login.user = identity.username
@@ -310,9 +342,7 @@ class Service:
                 case Factor.SMS:
                     return await self._send_code(request, client, identity, AuthMethod.SMS, login)
                 case Factor.EMAIL:
-                    return await self._send_code(
-                        request, client, identity, AuthMethod.EMAIL, login
-                    )
+                    return await self._send_code(request, client, identity, AuthMethod.EMAIL, login)
                 case Factor.EMPTY:
                     return await self._empty_password(request, client, identity, login)
                 case _:
@@ -370,7 +400,7 @@ class Service:
                 return await self._send_code(request, client, identity, None, login)
             case policy.Step.CHALLENGE_FOR_CODE:
                 login.factor = Factor.OTP
-                return self._challenge(request, client, Factor.OTP)
+                return self._challenge(request, client, Factor.OTP, login)
             case policy.Step.ACCEPT_BYPASS:
                 return policy.accept(Reason.BYPASS)
             case policy.Step.REJECT_BLOCKED:
@@ -389,15 +419,31 @@ class Service:
         # second time: each attempt counts toward the user's lockout in FIC.
         digest = hmac.new(self._coalesce_key, code.encode(), hashlib.sha256).digest()
         key = ("code", _origin(request, login.client), identity, request.calling_station_id, digest)
+        if key not in self._in_flight:
+            # A new guess, not the same one arriving again (which joins it below, uncounted).
+            refusal = self._limits.start_code(identity)
+            if refusal is not None:
+                return self._refuse(refusal, login)
 
         async def verify() -> None:
-            await self._call(
-                self._fic.verify_code,
-                identity.username,
-                code,
-                realm=identity.realm,
-                user_ip=_user_ip(request),
-            )
+            try:
+                await self._call(
+                    self._fic.verify_code,
+                    identity.username,
+                    code,
+                    realm=identity.realm,
+                    user_ip=_user_ip(request),
+                )
+            except FicRejected as error:
+                # Unknown and locked users are FIC's verdict on the user, not on the code.
+                judged = not isinstance(error, FicUnknownUser | FicUserLocked)
+                verdict = CodeVerdict.WRONG if judged else CodeVerdict.UNDECIDED
+                self._limits.finish_code(identity, verdict)
+                raise
+            except BaseException:
+                self._limits.finish_code(identity, CodeVerdict.UNDECIDED)
+                raise
+            self._limits.finish_code(identity, CodeVerdict.ACCEPTED)
 
         login.second_factor_sent = True
         await self._once(key, verify, login)
@@ -411,17 +457,32 @@ class Service:
         login: _Login,
     ) -> Decision:
         key = ("push", _origin(request, client.name), identity, request.calling_station_id)
+        if key not in self._in_flight:
+            # A new push, not the same login again (which joins the one in flight, uncounted).
+            # Checked and counted before the await in _once, so parallel logins cannot both pass.
+            refusal = self._limits.start_push(identity)
+            if refusal is not None:
+                return self._refuse(refusal, login)
         deadline = self._clock() + self._config.auth.push_timeout
 
         async def push() -> tuple[PushStatus | None, str]:
-            auth_id = await self._call(
-                self._fic.start_push,
-                identity.username,
-                realm=identity.realm,
-                user_ip=_user_ip(request),
-            )
-            login.fic_auth_id = auth_id
-            return await self._pending.wait(auth_id, deadline=deadline), auth_id
+            sent, status = False, None
+            try:
+                auth_id = await self._call(
+                    self._fic.start_push,
+                    identity.username,
+                    realm=identity.realm,
+                    user_ip=_user_ip(request),
+                )
+                sent = True
+                login.fic_auth_id = auth_id
+                status = await self._pending.wait(auth_id, deadline=deadline)
+                return status, auth_id
+            except FicUnavailable as error:
+                sent = error.reached_fic  # a timeout after sending may still reach the phone
+                raise
+            finally:
+                self._limits.finish_push(identity, sent=sent, status=status)
 
         login.second_factor_sent = True
         status, auth_id = await self._once(key, push, login)
@@ -439,18 +500,41 @@ class Service:
         method: AuthMethod | None,
         login: _Login,
     ) -> Decision:
+        # Reserved before the code goes out: no SMS for a challenge that could not be issued.
+        refusal = self._reserve_challenge()
+        if refusal is not None:
+            return self._refuse(refusal, login)
         login.second_factor_sent = True
-        auth_id = await self._call(
-            self._fic.send_code,
-            identity.username,
-            method,
-            realm=identity.realm,
-            user_ip=_user_ip(request),
-        )
+        try:
+            auth_id = await self._call(
+                self._fic.send_code,
+                identity.username,
+                method,
+                realm=identity.realm,
+                user_ip=_user_ip(request),
+            )
+        except BaseException:
+            self._challenge_budget.release()
+            raise
         login.fic_auth_id = auth_id
-        return self._challenge(request, client, _CODE_FACTORS.get(method, Factor.OTP))
+        return self._issue_challenge(request, client, _CODE_FACTORS.get(method, Factor.OTP))
 
-    def _challenge(self, request: AccessRequest, client: ClientConfig, factor: Factor) -> Decision:
+    def _challenge(
+        self, request: AccessRequest, client: ClientConfig, factor: Factor, login: _Login
+    ) -> Decision:
+        refusal = self._reserve_challenge()
+        if refusal is not None:
+            return self._refuse(refusal, login)
+        return self._issue_challenge(request, client, factor)
+
+    def _reserve_challenge(self) -> Refusal | None:
+        return self._challenge_budget.reserve(
+            capacity=self._caps.max_challenges, lifetime=self._config.auth.challenge_timeout
+        )
+
+    def _issue_challenge(
+        self, request: AccessRequest, client: ClientConfig, factor: Factor
+    ) -> Decision:
         assert request.user_name is not None
         state = self._challenges.issue(
             user_name=request.user_name,
@@ -487,6 +571,13 @@ class Service:
         return await self._verify_code(request, identity, code, login)
 
     # -- helpers --------------------------------------------------------------------------------
+
+    def _refuse(self, refusal: Refusal, login: _Login) -> Decision:
+        """The Access-Reject for a limit; the log line says which limit and when it lifts."""
+        login.extra["detail"] = refusal.detail
+        if refusal.retry_after > 0:
+            login.extra["retry_after_s"] = math.ceil(refusal.retry_after)
+        return policy.reject(refusal.reason)
 
     async def _call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one blocking FIC call in the executor, so the event loop never waits on HTTP."""
@@ -543,11 +634,22 @@ class Service:
         if request.calling_station_id:
             fields["calling_station_id"] = request.calling_station_id
         fields.update(login.extra)
-        if decision.reason is Reason.FIC_UNAVAILABLE_FAILOPEN:
+        if decision.reason in _WARNING_REASONS:
             log.warning("radius.request.completed", **fields)
         else:
             log.info("radius.request.completed", **fields)
 
+
+# Outcomes an operator should notice: MFA skipped, a user's second factor under attack (or in
+# trouble), the bridge at a capacity limit.
+_WARNING_REASONS = frozenset(
+    {
+        Reason.FIC_UNAVAILABLE_FAILOPEN,
+        Reason.PUSH_RATE_LIMITED,
+        Reason.CODE_RATE_LIMITED,
+        Reason.OVERLOADED,
+    }
+)
 
 # Which code an Access-Challenge asks for, by how FIC was told to deliver it (None: FIC chose).
 _CODE_FACTORS: dict[AuthMethod | None, Factor] = {
