@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from radius_bridge import __version__, admin, doctor, logs, simulator
+from radius_bridge import __version__, admin, bench, doctor, logs, simulator
 from radius_bridge.config import Config, load_config, parse_config
 from radius_bridge.errors import ConfigError
 
@@ -69,6 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         commands.add_parser("doctor", help="check an installation and say how to fix it")
     )
     admin.add_fic_commands(commands)
+    bench.add_arguments(
+        commands.add_parser("bench", help="measure throughput, latency and FIC economy")
+    )
     return parser
 
 
@@ -89,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return admin.run_fic_command(args)
         case "doctor":
             return doctor.run_from_args(args)
+        case "bench":
+            return bench.run_from_args(args)
     raise AssertionError(f"unhandled command {args.command!r}")  # pragma: no cover
 
 
