@@ -164,7 +164,5 @@ def test_a_request_whose_proxy_state_echo_cannot_fit_is_dropped_without_an_inter
             reply = None
 
     if reply is not None:  # answering is fine too, if the reply is a valid one
-        CODEC.decode_reply(
-            reply, secret=RADIUS_SECRET.encode(), request_authenticator=packet[4:20]
-        )
+        CODEC.decode_reply(reply, secret=RADIUS_SECRET.encode(), request_authenticator=packet[4:20])
     assert log_stream.events("radius.request.failed") == []

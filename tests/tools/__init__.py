@@ -226,7 +226,10 @@ class BridgeProcess:
                 try:
                     event = json.loads(line)
                 except ValueError:
-                    event = {"event": "unparsable.line", "text": line[:300].decode(errors="replace")}
+                    event = {
+                        "event": "unparsable.line",
+                        "text": line[:300].decode(errors="replace"),
+                    }
                 if name is None or event.get("event") == name:
                     found.append(event)
         return found

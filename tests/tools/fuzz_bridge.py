@@ -45,13 +45,12 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make the ``tools`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools import BridgeProcess, Nas  # noqa: E402
-
-from radius_bridge.client import RadiusClient  # noqa: E402
-from radius_bridge.errors import PacketError  # noqa: E402
-from radius_bridge.model import Outcome  # noqa: E402
-from radius_bridge.radius import RadiusCodec  # noqa: E402
-from radius_bridge.simulator import FicSimulator, SimulatorSettings, SimUser  # noqa: E402
+from radius_bridge.client import RadiusClient
+from radius_bridge.errors import PacketError
+from radius_bridge.model import Outcome
+from radius_bridge.radius import RadiusCodec
+from radius_bridge.simulator import FicSimulator, SimulatorSettings, SimUser
+from tools import BridgeProcess, Nas
 
 SECRET = b"fuzz-radius-secret-8c1f"
 OTHER_SECRET = b"not-the-secret"
@@ -65,8 +64,6 @@ ANSWER_DEADLINE = PUSH_TIMEOUT + 5.0
 ACCESS_REQUEST, ACCESS_ACCEPT, ACCESS_REJECT, ACCESS_CHALLENGE, STATUS_SERVER = 1, 2, 3, 11, 12
 USER_NAME, USER_PASSWORD, CHAP_PASSWORD, STATE, VENDOR_SPECIFIC = 1, 2, 3, 24, 26
 PROXY_STATE, MESSAGE_AUTHENTICATOR = 33, 80
-REPLY_CODES = {Outcome.ACCEPT: ACCESS_ACCEPT, Outcome.REJECT: ACCESS_REJECT,
-               Outcome.CHALLENGE: ACCESS_CHALLENGE}  # fmt: skip
 # Vendors whose sub-attributes the shipped dictionary defines (the bridge checks their layout).
 KNOWN_VENDORS = (9, 311, 2636, 12356, 25461)
 # Room a reply needs besides the echoed Proxy-States: header, Message-Authenticator and a
@@ -183,7 +180,9 @@ def attribute(kind: int, value: bytes) -> bytes:
     return bytes((kind, min(len(value), 253) + 2)) + value[:253]
 
 
-def assemble(code: int, identifier: int, authenticator: bytes, attributes: Sequence[bytes]) -> bytes:
+def assemble(
+    code: int, identifier: int, authenticator: bytes, attributes: Sequence[bytes]
+) -> bytes:
     body = b"".join(attributes)
     return bytes((code, identifier)) + (20 + len(body)).to_bytes(2, "big") + authenticator + body
 
@@ -308,8 +307,12 @@ def templates(codec: RadiusCodec, real_state: bytes) -> list[Template]:
         Template("otp_wrong_bob", 2, request("bob", "000000"), reject),
         Template("push_alice", 1.5, request("alice", "push"), accept_or_reject),
         Template("push_denied_bob", 1, request("bob", "push"), reject),
-        Template("sms_carol", 1.5, request("carol", "sms"), frozenset({Outcome.CHALLENGE,
-                                                                       Outcome.REJECT})),
+        Template(
+            "sms_carol",
+            1.5,
+            request("carol", "sms"),
+            frozenset({Outcome.CHALLENGE, Outcome.REJECT}),
+        ),
         Template("empty_password_unknown", 1, empty_password, reject),
         Template("no_password_unknown", 1, request("", None), reject),
     ]
@@ -436,7 +439,8 @@ class Mutator:
                 value = rng.randbytes(rng.randrange(0, 5))
             case 1:  # sub-attributes whose lengths lie
                 value = vendor.to_bytes(4, "big") + b"".join(
-                    bytes((rng.randrange(256), rng.randrange(256))) + rng.randbytes(rng.randrange(8))
+                    bytes((rng.randrange(256), rng.randrange(256)))
+                    + rng.randbytes(rng.randrange(8))
                     for _ in range(rng.randrange(1, 4))
                 )
             case 2:  # well-formed sub-attributes of random types
@@ -471,7 +475,9 @@ class Mutator:
 
     def m_message_authenticator_duplicated(self, packet: bytes) -> bytes:
         head, parts = self._parts(packet)
-        copy = attribute(MESSAGE_AUTHENTICATOR, self.rng.choice((bytes(16), self.rng.randbytes(16))))
+        copy = attribute(
+            MESSAGE_AUTHENTICATOR, self.rng.choice((bytes(16), self.rng.randbytes(16)))
+        )
         parts.insert(self.rng.randrange(len(parts) + 1), copy)
         return self._join(head, parts)
 
@@ -1020,7 +1026,9 @@ def run_fuzz(options: Options) -> FuzzReport:
     )
     try:
         bridge.start()
-        fuzzer = Fuzzer(options, bridge, codec, templates(codec, real_challenge_state(bridge, codec)))
+        fuzzer = Fuzzer(
+            options, bridge, codec, templates(codec, real_challenge_state(bridge, codec))
+        )
         try:
             fuzzer.run()
         finally:
@@ -1041,17 +1049,34 @@ def run_fuzz(options: Options) -> FuzzReport:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     defaults = Options()
-    parser.add_argument("--packets", type=int, default=defaults.packets,
-                        help="fuzz packets to send (default %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--packets",
+        type=int,
+        default=defaults.packets,
+        help="fuzz packets to send (default %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--batch", type=int, default=defaults.batch,
-                        help="packets between liveness checks (default %(default)s)")  # fmt: skip
-    parser.add_argument("--window", type=int, default=defaults.window,
-                        help="packets between flow-control markers (default %(default)s)")  # fmt: skip
-    parser.add_argument("--max-seconds", type=float, default=defaults.max_seconds,
-                        help="stop sending after this long (default %(default)s)")  # fmt: skip
-    parser.add_argument("--log-level", default=defaults.log_level,
-                        choices=("debug", "info", "warning", "error"))  # fmt: skip
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=defaults.batch,
+        help="packets between liveness checks (default %(default)s)",
+    )
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=defaults.window,
+        help="packets between flow-control markers (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-seconds",
+        type=float,
+        default=defaults.max_seconds,
+        help="stop sending after this long (default %(default)s)",
+    )
+    parser.add_argument(
+        "--log-level", default=defaults.log_level, choices=("debug", "info", "warning", "error")
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 

@@ -29,21 +29,20 @@ import random
 import signal
 import statistics
 import sys
-import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, cast
+from types import MappingProxyType
+from typing import Any, Final, cast
 
 if __package__ in (None, ""):  # run as a script: make the ``tools`` package importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tools import BridgeProcess, Nas  # noqa: E402
-from tools.fuzz_bridge import assemble, attribute, sign  # noqa: E402
-
-from radius_bridge.errors import PacketError  # noqa: E402
-from radius_bridge.model import Outcome  # noqa: E402
-from radius_bridge.radius import RadiusCodec, Reply  # noqa: E402
-from radius_bridge.simulator import FicSimulator, SimulatorSettings, SimUser  # noqa: E402
+from radius_bridge.errors import PacketError
+from radius_bridge.model import Outcome
+from radius_bridge.radius import RadiusCodec, Reply
+from radius_bridge.simulator import FicSimulator, SimulatorSettings, SimUser
+from tools import BridgeProcess, Nas
+from tools.fuzz_bridge import assemble, attribute, sign
 
 CODE = "123456"  # the simulator's fixed test code
 PUSH_TIMEOUT = 3.0
@@ -168,10 +167,10 @@ class SoakReport:
         rss = [value for _, value in self.rss_kib]
         lines += [
             f"lost replies        {self.lost}",
-            f"wrong answers       {self.wrong} ({self.unexpected_datagrams} datagrams that answered "
-            "nothing sent)",
-            f"repeats             {self.identical_repeats:,} repeated replies, all byte-identical "
-            "to the first",
+            f"wrong answers       {self.wrong} ({self.unexpected_datagrams} datagrams that "
+            "answered nothing sent, or differed from the first reply)",
+            f"repeats             {self.identical_repeats:,} repeated replies identical to the "
+            "first",
             f"FIC calls           pushes {self.fic_pushes:,} for {self.push_logins:,} push logins; "
             f"code checks {self.fic_code_checks:,} for {self.code_logins:,} codes; codes sent "
             f"{self.fic_codes_sent:,} for {self.code_sends:,} challenges "
@@ -317,16 +316,9 @@ class NasEndpoint(asyncio.DatagramProtocol):
         self._free.append(identifier)
 
 
-class Soak:
-    """The login sessions and the flows they choose from.
-
-    Each session has its own socket on its NAS's address and its own users, so that sessions
-    never share FIC state. Users whose outcome the bridge's per-user limits would change
-    (pushes per user, the cool-down after a denied push, wrong codes per user) are fresh for
-    each login: the bridge runs with its default limits, and every outcome stays known.
-    """
-
-    FLOWS: dict[str, float] = {
+# How often a session picks each flow.
+FLOW_WEIGHTS: Final[Mapping[str, float]] = MappingProxyType(
+    {
         "otp_good": 25,
         "otp_wrong": 10,
         "push_approved": 12,
@@ -338,6 +330,17 @@ class Soak:
         "status_server": 3,
         "garbage": 15,
     }
+)
+
+
+class Soak:
+    """The login sessions and the flows they choose from.
+
+    Each session has its own socket on its NAS's address and its own users, so that sessions
+    never share FIC state. Users whose outcome the bridge's per-user limits would change
+    (pushes per user, the cool-down after a denied push, wrong codes per user) are fresh for
+    each login: the bridge runs with its default limits, and every outcome stays known.
+    """
 
     def __init__(
         self,
@@ -365,10 +368,16 @@ class Soak:
             users += [
                 SimUser(f"otp-{slot}", f"otp-{slot}@example.com"),
                 SimUser(f"wrong-{slot}", f"wrong-{slot}@example.com"),
-                SimUser(f"sms-{slot}", f"sms-{slot}@example.com", "+15550100001",
-                        auth_method="SMS", code=None),  # fmt: skip
-                SimUser(f"email-{slot}", f"email-{slot}@example.com", auth_method="Email",
-                        code=None),  # fmt: skip
+                SimUser(
+                    f"sms-{slot}",
+                    f"sms-{slot}@example.com",
+                    "+15550100001",
+                    auth_method="SMS",
+                    code=None,
+                ),
+                SimUser(
+                    f"email-{slot}", f"email-{slot}@example.com", auth_method="Email", code=None
+                ),
             ]
         return users
 
@@ -392,8 +401,8 @@ class Soak:
         self, endpoint: NasEndpoint, slot: str, deadline: float, rng: random.Random
     ) -> None:
         loop = asyncio.get_running_loop()
-        names = list(self.FLOWS)
-        weights = list(self.FLOWS.values())
+        names = list(FLOW_WEIGHTS)
+        weights = list(FLOW_WEIGHTS.values())
         flows: dict[str, Callable[[NasEndpoint, str, random.Random], Awaitable[None]]] = {
             name: getattr(self, name) for name in names
         }
@@ -655,15 +664,28 @@ def run_soak(options: Options) -> SoakReport:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     defaults = Options()
-    parser.add_argument("--seconds", type=float, default=defaults.seconds,
-                        help="how long to send traffic (default %(default)s)")  # fmt: skip
-    parser.add_argument("--nases", type=int, default=defaults.nases,
-                        help="simulated NASes, each its own address (default %(default)s)")  # fmt: skip
-    parser.add_argument("--sessions", type=int, default=defaults.sessions,
-                        help="concurrent login sessions per NAS (default %(default)s)")  # fmt: skip
+    parser.add_argument(
+        "--seconds",
+        type=float,
+        default=defaults.seconds,
+        help="how long to send traffic (default %(default)s)",
+    )
+    parser.add_argument(
+        "--nases",
+        type=int,
+        default=defaults.nases,
+        help="simulated NASes, each its own address (default %(default)s)",
+    )
+    parser.add_argument(
+        "--sessions",
+        type=int,
+        default=defaults.sessions,
+        help="concurrent login sessions per NAS (default %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--log-level", default=defaults.log_level,
-                        choices=("debug", "info", "warning", "error"))  # fmt: skip
+    parser.add_argument(
+        "--log-level", default=defaults.log_level, choices=("debug", "info", "warning", "error")
+    )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     return parser
 
