@@ -109,6 +109,7 @@ class Bridge:
                 max_in_progress=config.limits.max_requests_in_progress,
             ),
             metrics=self.metrics,
+            on_overload=self._log_overload,
         )
         # Read on the metrics server's threads at scrape time: only sizes and copies.
         self.metrics.set_gauge_sources(
@@ -121,6 +122,13 @@ class Bridge:
         )
         self.metrics_server: MetricsServer | None = None
         self._probe: asyncio.Task[None] | None = None
+
+    def _log_overload(self, source: str) -> None:
+        self.service.drops.note(
+            source,
+            "overloaded",
+            detail="too many requests in progress (limits.max_requests_in_progress)",
+        )
 
     def _fic_client(self, config: Config) -> FicClient:
         def observe(call: FicCall) -> None:

@@ -97,7 +97,7 @@ class ReplyCache:
         now = self._clock()
         replies = self._replies
         while replies:
-            key, (_, expires) = next(iter(replies.items()))
+            _, (_, expires) = next(iter(replies.items()))
             if expires > now:
                 return
             replies.popitem(last=False)
@@ -133,11 +133,14 @@ class RadiusServer:
         listen: Sequence[tuple[str, int]],
         cache: ReplyCache | None = None,
         metrics: Metrics | None = None,
+        on_overload: Callable[[str], None] | None = None,
     ) -> None:
         self._handler = handler
-        self._metrics = metrics or Metrics()
+        self._on_overload = on_overload
+        self._metrics = metrics if metrics is not None else Metrics()
         self._listen = list(listen)
-        self.cache = cache or ReplyCache()
+        # Not `cache or ...`: an empty ReplyCache has len() 0 and would be replaced.
+        self.cache = cache if cache is not None else ReplyCache()
         self._protocols: list[_Protocol] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self.accepting = False
@@ -214,6 +217,8 @@ class RadiusServer:
             if not self.cache.begin(key):
                 self.overload_dropped += 1
                 self._metrics.packet_dropped("overloaded")
+                if self._on_overload is not None:
+                    self._on_overload(addr[0])
                 return
         task = asyncio.get_running_loop().create_task(self._serve(protocol, data, addr, key))
         self._tasks.add(task)

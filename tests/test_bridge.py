@@ -442,9 +442,11 @@ def test_second_login_while_a_push_is_pending_joins_it(
 
 
 def test_pushes_from_different_stations_are_not_joined(
-    bridge: RunningBridge, sim: FicSimulator
+    make_bridge: Callable[..., RunningBridge], sim: FicSimulator
 ) -> None:
-    """A login from another device is a separate push: its approval must not let the first in."""
+    """With the one-push-per-user limit off, a login from another device is a separate push:
+    its approval must not let the first in (with the limit on it is refused, test_fatigue)."""
+    bridge = make_bridge({"limits": {"one_push_per_user": False}})
     sim.add_user(SimUser("kim", "kim@example.com", push_delay=0.6))
     threads = [
         threading.Thread(

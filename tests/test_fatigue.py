@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from bridge_harness import RADIUS_SECRET, RunningBridge
 from conftest import LogStream
 from pyrad import packet
@@ -281,16 +280,6 @@ def test_push_and_state_caps_reach_their_tables(make_bridge: Callable[..., Runni
     assert bridge.bridge.challenges._max_outstanding == 11
 
 
-# RadiusServer takes ``cache or ReplyCache()``: a ReplyCache has __len__, so the configured (and
-# still empty) cache is falsy and replaced by a default one, which also ignores duplicate_ttl.
-# Fixed by ``cache if cache is not None else ReplyCache()`` in server.py.
-SERVER_DROPS_CONFIGURED_CACHE = pytest.mark.xfail(
-    reason="server.py replaces the configured, empty ReplyCache with a default one",
-    strict=True,
-)
-
-
-@SERVER_DROPS_CONFIGURED_CACHE
 def test_requests_beyond_max_requests_in_progress_are_dropped_until_room_returns(
     make_bridge: Callable[..., RunningBridge], sim: FicSimulator
 ) -> None:
@@ -313,7 +302,6 @@ def test_requests_beyond_max_requests_in_progress_are_dropped_until_room_returns
     assert sim.counters()["code_checks"] == {"alice": 1}
 
 
-@SERVER_DROPS_CONFIGURED_CACHE
 def test_duplicate_cache_keeps_only_the_newest_answers(
     make_bridge: Callable[..., RunningBridge], sim: FicSimulator
 ) -> None:
