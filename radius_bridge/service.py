@@ -262,7 +262,14 @@ class Service:
                 decision = dataclasses.replace(
                     decision, attributes=decision.attributes + client.reply_attributes
                 )
-        reply = self._codec.encode(request, decision, secret=secret)
+        try:
+            reply: bytes | None = self._codec.encode(request, decision, secret=secret)
+        except ValueError as error:
+            # RFC 2865 §3 caps a packet at 4096 octets and §5.33 wants every Proxy-State back:
+            # a request whose Proxy-States nearly fill a packet cannot be answered at all.
+            reply = None
+            login.extra["reply_dropped"] = f"the reply cannot be encoded: {error}"
+            self._drop(address, "malformed", client=client.name, detail=str(error))
         self._log_completed(request, decision, login, address, started)
         self._metrics.request_completed(
             login.client, login.factor, decision.outcome, decision.reason, self._clock() - started
