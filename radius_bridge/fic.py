@@ -54,6 +54,10 @@ MESSAGE_LIMIT: Final = 200
 # FIC documents one hour (fic-api.md §3); used when a login answer has no usable expires_in.
 DEFAULT_TOKEN_LIFETIME: Final = 3600.0
 
+# Finished pushes asked for per batch poll: the most fic-api.md §6 allows (100..1000). A batch
+# answer lists the newest finished pushes only, so this bounds how many approvals one poll sees.
+BATCH_SIZE: Final = 1000
+
 # Endpoint labels: what FicCall.endpoint, log lines and FicError.endpoint carry.
 LOGIN: Final = "POST /login"
 PREVIEW: Final = "POST /auth/preview"
@@ -1130,7 +1134,7 @@ class FicClient:
         return status
 
     def finished_pushes(self, *, timeout: float | None = None) -> dict[str, PushStatus]:
-        """Every answered push FIC reports (``GET /auth`` batch), by auth id."""
+        """The answered pushes FIC reports (``GET /auth`` batch, up to ``BATCH_SIZE``), by id."""
         deadline, read = self._read(timeout)
         reply = self._call(
             "GET",
@@ -1139,6 +1143,7 @@ class FicClient:
             deadline=deadline,
             read_timeout=read,
             retry=_IDEMPOTENT_GET,
+            params={"chunksize": str(BATCH_SIZE)},
         )
         finished = finished_pushes_of(reply.body)
         if finished is None:

@@ -8,6 +8,11 @@ poller falls back to asking per auth id, oldest first, within a fixed budget per
 
 Results are remembered for a short while, because FIC's batch answer may report a push before the
 login that started it has registered its auth id.
+
+A batch answer lists only the newest finished pushes (``fic.BATCH_SIZE`` of them), so approvals
+arriving faster than that per round would be missed: when more than half of an answer is new
+since the previous one, the next round comes after half the interval. That keeps up with twice
+as many approvals a second, and FIC still hears at most two polls per interval.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from radius_bridge.errors import (
     FicRejected,
     FicUnavailable,
 )
+from radius_bridge.fic import BATCH_SIZE
 from radius_bridge.model import PushStatus
 
 log = structlog.get_logger("radius_bridge.pending")
@@ -56,7 +62,8 @@ class PendingPushes:
 
     ``fetch_finished`` is the batch call and ``fetch_one`` the per-id call; both are coroutines
     (the service wraps the blocking FIC client in its executor). ``per_id_budget`` bounds the
-    per-id calls of one round in fallback mode.
+    per-id calls of one round in fallback mode; ``full_batch`` is the most a batch answer
+    lists.
     """
 
     def __init__(
@@ -67,6 +74,7 @@ class PendingPushes:
         interval: float = 1.0,
         per_id_budget: int = 10,
         max_pending: int = 50_000,
+        full_batch: int = BATCH_SIZE,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._fetch_finished = fetch_finished
@@ -74,6 +82,9 @@ class PendingPushes:
         self._interval = interval
         self._per_id_budget = per_id_budget
         self._max_pending = max_pending
+        self._full_batch = full_batch
+        self._last_batch: frozenset[str] = frozenset()
+        self._hurry = False  # approvals come in too fast for one batch per interval
         self._clock = clock
         self._waiters: dict[str, _Waiter] = {}
         self._recent: collections.OrderedDict[str, tuple[PushStatus, float]] = (
@@ -162,7 +173,9 @@ class PendingPushes:
         waiter = self._waiters.get(auth_id)
         if waiter is not None:
             self._finish(waiter, status)
-        else:
+        elif auth_id not in self._recent:
+            # Kept from when first seen: batch answers repeat a result for as long as FIC
+            # lists it, and a refreshed entry would hold up the expiry of those behind it.
             self._recent[auth_id] = (status, self._clock())
 
     def _expire(self) -> None:
@@ -185,7 +198,7 @@ class PendingPushes:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 self._last_round_at = self._clock()
-            await asyncio.sleep(self._interval)
+            await asyncio.sleep(self._interval / 2 if self._hurry else self._interval)
             self._expire()
             if not self._waiters or self._clock() < self._paused_until:
                 continue
@@ -213,6 +226,9 @@ class PendingPushes:
                 return
             else:
                 self._note_recovery()
+                fresh = len(finished.keys() - self._last_batch)
+                self._last_batch = frozenset(finished)
+                self._hurry = fresh > self._full_batch // 2
                 for auth_id, status in finished.items():
                     self._record(auth_id, status)
                 return
