@@ -66,7 +66,8 @@ def read_rss_kib(pid: int) -> int | None:
 class BridgeProcess:
     """``radius-bridge serve`` as a child process, listening on 127.0.0.1 with a free port.
 
-    ``auth`` and ``radius`` are merged into the configuration's sections of the same name. The
+    ``auth`` and ``radius`` are merged into the configuration's sections of the same name, and
+    ``sections`` adds whole sections (``limits``, for instance). The
     bridge logs JSON at ``log_level`` into a file, read back by ``events``; its Prometheus
     listener is on a free loopback port, read by ``metrics``.
     """
@@ -78,6 +79,7 @@ class BridgeProcess:
         clients: Sequence[Nas],
         auth: Mapping[str, Any] | None = None,
         radius: Mapping[str, Any] | None = None,
+        sections: Mapping[str, Any] | None = None,
         log_level: str = "info",
     ) -> None:
         self._directory = tempfile.TemporaryDirectory(prefix="radius-bridge-tool-")
@@ -88,6 +90,7 @@ class BridgeProcess:
         self._clients = list(clients)
         self._auth = dict(auth or {})
         self._radius = dict(radius or {})
+        self._sections = dict(sections or {})
         self._log_level = log_level
         self.process: subprocess.Popen[bytes] | None = None
         self.address = ("127.0.0.1", 0)
@@ -135,6 +138,7 @@ class BridgeProcess:
             "auth": self._auth,
             "logging": {"format": "json", "level": self._log_level},
             "metrics": {"listen": f"127.0.0.1:{self.metrics_port}"},
+            **self._sections,
         }
 
     def _wait_started(self) -> bool:

@@ -349,6 +349,7 @@ class Mutator:
         return result, packet
 
     def _parts(self, packet: bytes) -> tuple[bytes, list[bytes]]:
+        """Header and attributes; a packet an earlier mutation broke has none left to keep."""
         return packet[:20], split(packet) if _well_framed(packet) else []
 
     @staticmethod
@@ -616,9 +617,18 @@ class FuzzReport:
     fic_requests: int = 0
     rss_kib_start: int | None = None
     rss_kib_end: int | None = None
+    rss_kib_by_packets: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     bridge_cpu_seconds: float | None = None
     stopped_early: str | None = None
     problems: list[str] = dataclasses.field(default_factory=list)
+    kinds: dict[str, int] = dataclasses.field(default_factory=dict)  # distinct packets by kind
+
+    def _rss_after(self, fraction: float) -> int | None:
+        """VmRSS at the first batch boundary at or past ``fraction`` of the packets sent."""
+        for sent, rss in self.rss_kib_by_packets:
+            if sent >= fraction * self.packets_sent:
+                return rss
+        return None
 
     @property
     def rate(self) -> float:
@@ -659,7 +669,9 @@ class FuzzReport:
             f"status {self.exit_status} after SIGTERM, {len(self.internal_errors)} internal "
             "errors logged",
             f"bridge memory       VmRSS {self.rss_kib_start} KiB at start, "
-            f"{self.rss_kib_end} KiB at end; {self.bridge_cpu_seconds or 0:.1f} s of CPU",
+            f"{self._rss_after(0.25)} KiB after a quarter of the packets, {self._rss_after(0.5)} "
+            f"KiB after half, {self.rss_kib_end} KiB at end; "
+            f"{self.bridge_cpu_seconds or 0:.1f} s of CPU",
             f"FIC simulator       {self.fic_requests:,} API requests",
         ]
         if self.stopped_early:
@@ -853,6 +865,7 @@ class Fuzzer:
         report = self.report
         sent.sent_at = time.monotonic()
         report.distinct_packets += 1
+        report.kinds[sent.kind] = report.kinds.get(sent.kind, 0) + 1
         report.expected[sent.expect.value] = report.expected.get(sent.expect.value, 0) + 1
         self.checker.track(sent)
         if sent.expect is not Expect.SILENCE:
@@ -981,6 +994,9 @@ class Fuzzer:
                 )
                 self.send_batch(batch)
                 self.liveness()
+                rss = self.bridge.rss_kib()
+                if rss is not None:
+                    report.rss_kib_by_packets.append((report.packets_sent, rss))
                 self.settle(final=False)
                 if not self.bridge.alive():
                     report.stopped_early = "the bridge process exited"

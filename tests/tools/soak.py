@@ -29,6 +29,7 @@ import random
 import signal
 import statistics
 import sys
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -50,6 +51,17 @@ RETRANSMIT_EVERY = 1.0  # seconds, as a NAS with a short timeout and several tri
 CODE_BUDGET = 6.0  # how long a NAS waits in all for a code, a challenge or Status-Server
 PUSH_BUDGET = PUSH_TIMEOUT + 5.0  # and for a push (the NAS is configured to wait longer)
 RESEND_WAIT = 1.0  # a retransmission after the answer gets the same answer within this
+# The bridge's per-user limits, set explicitly so that the sessions can stay clear of them.
+LIMITS: Final[Mapping[str, int]] = MappingProxyType(
+    {
+        "pushes_per_user": 3,
+        "pushes_window": 300,
+        "cooldown_after_denied_push": 60,
+        "wrong_codes_per_user": 5,
+        "wrong_codes_window": 300,
+    }
+)
+LIMIT_MARGIN = 10.0  # seconds of slack on each side of a limit's window
 QUARANTINE = 5.0  # seconds late replies to a request are still matched to it
 RSS_EVERY = 5.0
 STATUS_SERVER = 12
@@ -98,6 +110,7 @@ class SoakReport:
     replies: int = 0
     garbage_sent: int = 0
     unexpected_datagrams: int = 0
+    fic_users: int = 0
     push_logins: int = 0
     fic_pushes: int = 0
     code_logins: int = 0
@@ -174,11 +187,12 @@ class SoakReport:
             f"FIC calls           pushes {self.fic_pushes:,} for {self.push_logins:,} push logins; "
             f"code checks {self.fic_code_checks:,} for {self.code_logins:,} codes; codes sent "
             f"{self.fic_codes_sent:,} for {self.code_sends:,} challenges "
-            f"(extra: {self.extra_fic_calls})",
+            f"(extra: {self.extra_fic_calls}); {self.fic_users:,} users in all",
             f"bridge drop reasons {', '.join(f'{k} {v:,}' for k, v in self.bridge_drops.items())}",
             f"bridge memory       VmRSS {self.rss_at(0)} KiB at start, {self.rss_at(0.25)} KiB "
-            f"at a quarter, {self.rss_at(1.0)} KiB at end (min {min(rss, default=0)}, max "
-            f"{max(rss, default=0)}); {self.bridge_cpu_seconds or 0:.1f} s of CPU",
+            f"at a quarter, {self.rss_at(0.5)} KiB at half, {self.rss_at(1.0)} KiB at end "
+            f"(min {min(rss, default=0)}, max {max(rss, default=0)}); "
+            f"{self.bridge_cpu_seconds or 0:.1f} s of CPU",
             f"bridge process      {'CRASHED' if self.crashed else 'alive throughout'}, exit "
             f"status {self.exit_status} after SIGTERM, {len(self.internal_errors)} internal "
             "errors logged",
@@ -333,13 +347,35 @@ FLOW_WEIGHTS: Final[Mapping[str, float]] = MappingProxyType(
 )
 
 
+@dataclasses.dataclass
+class PushUser:
+    """A user of a session's push pool, and when the bridge's push limits last saw them."""
+
+    name: str
+    pushed_at: collections.deque[float] = dataclasses.field(default_factory=collections.deque)
+    denied_at: float | None = None
+
+    def may_push(self, now: float) -> bool:
+        """Whether a push now is clear of every push limit (with ``LIMIT_MARGIN`` to spare)."""
+        window = LIMITS["pushes_window"] + LIMIT_MARGIN
+        while self.pushed_at and now - self.pushed_at[0] > window:
+            self.pushed_at.popleft()
+        if len(self.pushed_at) >= LIMITS["pushes_per_user"]:
+            return False
+        cooldown = LIMITS["cooldown_after_denied_push"] + LIMIT_MARGIN
+        return self.denied_at is None or now - self.denied_at > cooldown
+
+
 class Soak:
     """The login sessions and the flows they choose from.
 
     Each session has its own socket on its NAS's address and its own users, so that sessions
-    never share FIC state. Users whose outcome the bridge's per-user limits would change
-    (pushes per user, the cool-down after a denied push, wrong codes per user) are fresh for
-    each login: the bridge runs with its default limits, and every outcome stays known.
+    never share FIC state. Wrong codes go to users who never type a right one (past the
+    bridge's wrong-code limit they are refused locally: still a Reject). Pushes go to the first
+    user of the session's pool for that behaviour whom the push limits leave alone (fewer than
+    ``pushes_per_user`` pushes within the window, no denied push within the cool-down, each with
+    a margin); the pool grows only when none is free. So every outcome is known beforehand, and
+    the user population stops growing once the windows turn over, as a real one does.
     """
 
     def __init__(
@@ -358,7 +394,7 @@ class Soak:
         self.garbage_endpoint = garbage
         self.report = report
         self.seed = seed
-        self._fresh = 0
+        self._pools: dict[tuple[str, str], list[PushUser]] = collections.defaultdict(list)
 
     @staticmethod
     def users(slots: Sequence[str]) -> list[SimUser]:
@@ -378,15 +414,33 @@ class Soak:
                 SimUser(
                     f"email-{slot}", f"email-{slot}@example.com", auth_method="Email", code=None
                 ),
+                SimUser(
+                    f"smswrong-{slot}",
+                    f"smswrong-{slot}@example.com",
+                    "+15550100002",
+                    auth_method="SMS",
+                    code=None,
+                ),
             ]
         return users
 
-    def fresh_user(self, kind: str, rng: random.Random, **fields: Any) -> str:
-        """A new FIC user for one login."""
-        self._fresh += 1
-        name = f"{kind}-{self._fresh}"
-        self.sim.add_user(SimUser(name, f"{name}@example.com", **fields))
-        return name
+    def push_user(self, slot: str, behaviour: str, rng: random.Random) -> PushUser:
+        """A user of this session who does ``behaviour`` with a push and may get one now."""
+        pool = self._pools[(slot, behaviour)]
+        now = time.monotonic()
+        for user in pool:
+            if user.may_push(now):
+                return user
+        name = f"{behaviour}-{slot}-{len(pool)}"
+        delay = rng.uniform(0.1, 1.5)
+        self.sim.add_user(SimUser(name, f"{name}@example.com", push=behaviour, push_delay=delay))
+        user = PushUser(name)
+        pool.append(user)
+        return user
+
+    @property
+    def pool_users(self) -> int:
+        return sum(len(pool) for pool in self._pools.values())
 
     async def run(self, seconds: float) -> None:
         deadline = asyncio.get_running_loop().time() + seconds
@@ -479,22 +533,26 @@ class Soak:
         build = self.request(endpoint, f"wrong-{slot}", code)
         await self.login("otp_wrong", endpoint, build, Outcome.REJECT)
 
-    async def _push(self, flow: str, endpoint: NasEndpoint, user: str, expected: Outcome) -> None:
+    async def _push(
+        self, flow: str, endpoint: NasEndpoint, slot: str, behaviour: str, rng: random.Random
+    ) -> None:
+        expected = Outcome.ACCEPT if behaviour == "approve" else Outcome.REJECT
+        user = self.push_user(slot, behaviour, rng)
+        user.pushed_at.append(time.monotonic())
         self.report.push_logins += 1
-        build = self.request(endpoint, user, "push")
-        await self.login(flow, endpoint, build, expected, budget=PUSH_BUDGET)
+        build = self.request(endpoint, user.name, "push")
+        reply = await self.login(flow, endpoint, build, expected, budget=PUSH_BUDGET)
+        if reply is not None and behaviour == "deny":
+            user.denied_at = time.monotonic()
 
     async def push_approved(self, endpoint: NasEndpoint, slot: str, rng: random.Random) -> None:
-        user = self.fresh_user("approve", rng, push_delay=rng.uniform(0.1, 1.5))
-        await self._push("push_approved", endpoint, user, Outcome.ACCEPT)
+        await self._push("push_approved", endpoint, slot, "approve", rng)
 
     async def push_denied(self, endpoint: NasEndpoint, slot: str, rng: random.Random) -> None:
-        user = self.fresh_user("deny", rng, push="deny", push_delay=rng.uniform(0.1, 1.5))
-        await self._push("push_denied", endpoint, user, Outcome.REJECT)
+        await self._push("push_denied", endpoint, slot, "deny", rng)
 
     async def push_unanswered(self, endpoint: NasEndpoint, slot: str, rng: random.Random) -> None:
-        user = self.fresh_user("ignore", rng, push="ignore")
-        await self._push("push_unanswered", endpoint, user, Outcome.REJECT)
+        await self._push("push_unanswered", endpoint, slot, "ignore", rng)
 
     async def _challenge(
         self,
@@ -532,10 +590,9 @@ class Soak:
         )
 
     async def sms_wrong_code(self, endpoint: NasEndpoint, slot: str, rng: random.Random) -> None:
-        user = self.fresh_user(
-            "smswrong", rng, mobile_number="+15550100002", auth_method="SMS", code=None
+        await self._challenge(
+            "sms_wrong_code", endpoint, f"smswrong-{slot}", "sms", right_code=False
         )
-        await self._challenge("sms_wrong_code", endpoint, user, "sms", right_code=False)
 
     async def status_server(self, endpoint: NasEndpoint, slot: str, rng: random.Random) -> None:
         def build(identifier: int, authenticator: bytes) -> bytes:
@@ -613,6 +670,7 @@ async def _run(
     sampler = loop.create_task(sample_memory())
     try:
         await soak.run(options.seconds)
+        report.fic_users = len(Soak.users([slot for slot, _ in sessions])) + soak.pool_users
         # Late duplicates still arrive for a moment; they are checked like the others.
         await asyncio.sleep(0.5)
     finally:
@@ -630,7 +688,10 @@ async def _run(
 def run_soak(options: Options) -> SoakReport:
     """Start the simulator and a bridge process, run the traffic, stop both; the report."""
     users = Soak.users(slots(options.nases, options.sessions))
-    sim = FicSimulator(users=users, settings=SimulatorSettings(codes_single_use=False))
+    # FIC's own lockout (after 7 wrong codes) would turn the challenges of users who only ever
+    # type wrong codes into Rejects; it has tests of its own, and is out of reach here.
+    settings = SimulatorSettings(codes_single_use=False, lockout_threshold=1_000_000)
+    sim = FicSimulator(users=users, settings=settings)
     sim.start()
     nases = [
         Nas(name=f"nas{index}", address=f"127.0.0.{11 + index}", secret=f"soak-secret-{index}-x7")
@@ -640,6 +701,7 @@ def run_soak(options: Options) -> SoakReport:
         fic_base_url=sim.base_url,
         clients=nases,
         auth={"push_timeout": PUSH_TIMEOUT, "push_poll_interval": 0.5, "challenge_timeout": 60},
+        sections={"limits": dict(LIMITS)},
         log_level=options.log_level,
     )
     try:
