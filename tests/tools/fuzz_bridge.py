@@ -1093,7 +1093,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default=defaults.log_level, choices=("debug", "info", "warning", "error")
     )
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--json", metavar="FILE", type=Path, help="also write the report to FILE as JSON"
+    )
     return parser
 
 
@@ -1114,10 +1116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         log_level=args.log_level,
     )
     report = run_fuzz(options)
-    if args.json:
-        print(json.dumps({**dataclasses.asdict(report), "rate": report.rate, "ok": report.ok}))
-    else:
-        print(report.text())
+    print(report.text())
+    if args.json is not None:
+        data = {**dataclasses.asdict(report), "rate": report.rate, "ok": report.ok}
+        args.json.write_text(json.dumps(data, indent=1), encoding="utf-8")
     return 0 if report.ok else 1
 
 

@@ -748,7 +748,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default=defaults.log_level, choices=("debug", "info", "warning", "error")
     )
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--json", metavar="FILE", type=Path, help="also write the report to FILE as JSON"
+    )
     return parser
 
 
@@ -769,7 +771,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             log_level=args.log_level,
         )
     )
-    print(json.dumps(report.as_json()) if args.json else report.text())
+    print(report.text())
+    if args.json is not None:
+        args.json.write_text(json.dumps(report.as_json(), indent=1), encoding="utf-8")
     return 0 if report.ok else 1
 
 
