@@ -10,7 +10,7 @@ API paths (``/api/v1/...``, ``/api/v2/user``, ``/version``) are those of fic-api
 endpoints need no bearer token, are never faulted, delayed or rate limited:
 
 =============================================  ===============================================
-``GET    /_sim/counters``                      counters (see ``FicSimulator.counters``)
+``GET    /_sim/counters[?per_user=0]``         counters (see ``FicSimulator.counters``)
 ``POST   /_sim/reset``                         zero the counters (``DELETE /_sim/counters`` too)
 ``GET    /_sim/faults``                        active faults with their remaining count
 ``POST   /_sim/faults``                        add one: ``{"kind", "endpoint", "count",
@@ -463,11 +463,15 @@ class FicSimulator:
     def expire_tokens(self) -> None:
         self.state.expire_tokens()
 
-    def counters(self) -> dict[str, Any]:
+    def counters(self, *, per_user: bool = True) -> dict[str, Any]:
         """logins, requests per "METHOD /template", auth_posts/pushes/code_checks/codes_sent
-        per username, status_polls, batch_polls, tcp_connections, in_flight, in_flight_max,
-        faults_applied, rate_limited."""
-        return self.state.counters()
+        per username and their ``totals``, status_polls, batch_polls, tcp_connections,
+        in_flight, in_flight_max, faults_applied, rate_limited.
+
+        ``per_user=False`` leaves out the per-username maps, which are large with many users
+        (``GET /_sim/counters?per_user=0``).
+        """
+        return self.state.counters(per_user=per_user)
 
     def reset_counters(self) -> None:
         self.state.reset_counters()
@@ -576,7 +580,8 @@ class FicSimulator:
         head = parts[0] if parts else ""
         key = (method, head, len(parts))
         if key == ("GET", "counters", 1):
-            return SimResponse(200, self.counters())
+            per_user = dict(parse_qsl(query)).get("per_user", "1") not in ("0", "false")
+            return SimResponse(200, self.counters(per_user=per_user))
         if key in (("POST", "reset", 1), ("DELETE", "counters", 1)):
             self.reset_counters()
             return SimResponse(204)

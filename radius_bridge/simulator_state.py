@@ -358,14 +358,18 @@ class _Counters:
     faults_applied: int = 0
     rate_limited: int = 0
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, *, per_user: bool = True) -> dict[str, Any]:
+        by_user = {
+            "auth_posts": self.auth_posts,
+            "pushes": self.pushes,
+            "code_checks": self.code_checks,
+            "codes_sent": self.codes_sent,
+        }
         return {
             "logins": self.logins,
             "requests": dict(self.requests),
-            "auth_posts": dict(self.auth_posts),
-            "pushes": dict(self.pushes),
-            "code_checks": dict(self.code_checks),
-            "codes_sent": dict(self.codes_sent),
+            **({name: dict(counter) for name, counter in by_user.items()} if per_user else {}),
+            "totals": {name: sum(counter.values()) for name, counter in by_user.items()},
             "status_polls": self.status_polls,
             "batch_polls": self.batch_polls,
             "tcp_connections": self.tcp_connections,
@@ -519,9 +523,9 @@ class SimulatorState:
                     return slot.fault
             return None
 
-    def counters(self) -> dict[str, Any]:
+    def counters(self, *, per_user: bool = True) -> dict[str, Any]:
         with self._lock:
-            return self._counters.as_json()
+            return self._counters.as_json(per_user=per_user)
 
     def reset_counters(self) -> None:
         """Zero every counter; the connection and request gauges keep their current value."""

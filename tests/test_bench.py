@@ -17,6 +17,8 @@ from bridge_harness import RADIUS_SECRET, RunningBridge
 
 from radius_bridge import bench, cli
 from radius_bridge.bench_load import LoadGenerator, percentile, prepare
+from radius_bridge.fic import FicClient
+from radius_bridge.model import Secret
 from radius_bridge.radius import RadiusCodec
 from radius_bridge.simulator import DEMO_CODE, FicSimulator, SimUser
 
@@ -141,6 +143,28 @@ def test_percentile_is_the_nearest_rank(
 def test_percentile_of_nothing_is_nan() -> None:
     """An empty sample has no percentile (NaN, which the report would show as missing)."""
     assert math.isnan(percentile([], 0.5))
+
+
+def test_the_light_counters_have_totals_and_no_per_user_maps(sim: FicSimulator) -> None:
+    """The counters the bench reads while it measures sum the per-user maps instead of
+    listing every user."""
+    sim.add_user(SimUser("pat", "pat@example.com", push="ignore"))
+    control = bench.SimControl(sim.origin)
+    try:
+        control.call("POST", "/_sim/settings", {"codes_single_use": False})
+        client = FicClient(
+            base_url=sim.base_url, client_id="demo-client", client_secret=Secret("demo-secret")
+        )
+        with client:
+            client.start_push("pat")
+            client.verify_code("alice", DEMO_CODE)
+            client.verify_code("alice", DEMO_CODE)
+        light = control.counters()
+    finally:
+        control.close()
+    assert light["totals"] == {"auth_posts": 3, "pushes": 1, "code_checks": 2, "codes_sent": 0}
+    assert not {"auth_posts", "pushes", "code_checks", "codes_sent"} & set(light)
+    assert sim.counters()["code_checks"] == {"alice": 2}
 
 
 def test_server_without_its_simulator_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
