@@ -106,6 +106,7 @@ class SoakReport:
     retransmissions: int = 0
     duplicates_sent: int = 0
     resends_after_answer: int = 0
+    resends_unanswered: int = 0
     identical_repeats: int = 0
     replies: int = 0
     garbage_sent: int = 0
@@ -127,7 +128,7 @@ class SoakReport:
 
     @property
     def lost(self) -> int:
-        return sum(stats.lost for stats in self.flows.values())
+        return sum(stats.lost for stats in self.flows.values()) + self.resends_unanswered
 
     @property
     def wrong(self) -> int:
@@ -179,7 +180,8 @@ class SoakReport:
             )
         rss = [value for _, value in self.rss_kib]
         lines += [
-            f"lost replies        {self.lost}",
+            f"lost replies        {self.lost} ({self.resends_unanswered} of them to a request "
+            "resent after its answer)",
             f"wrong answers       {self.wrong} ({self.unexpected_datagrams} datagrams that "
             "answered nothing sent, or differed from the first reply)",
             f"repeats             {self.identical_repeats:,} repeated replies identical to the "
@@ -226,7 +228,7 @@ class Exchange:
 
 
 class NasEndpoint(asyncio.DatagramProtocol):
-    """One NAS: a UDP socket on its own address, Identifiers, retransmission and checks."""
+    """One source port of a NAS: its socket, Identifiers, retransmissions and reply checks."""
 
     def __init__(self, nas: Nas, codec: RadiusCodec, report: SoakReport, rng: random.Random):
         self.nas = nas
@@ -321,7 +323,8 @@ class NasEndpoint(asyncio.DatagramProtocol):
         deadline = asyncio.get_running_loop().time() + RESEND_WAIT
         while exchange.repeats == before:
             if asyncio.get_running_loop().time() > deadline:
-                self.unexpected(f"{self.nas.name}: no answer to a resent, answered request")
+                self.report.resends_unanswered += 1
+                self.report.problems.append(f"{self.nas.name}: a resent request got no answer")
                 return
             await asyncio.sleep(0.01)
 
