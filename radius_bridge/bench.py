@@ -172,6 +172,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("otp_p50_ms", "  latency p50", "ms"),
     Figure("otp_p90_ms", "  latency p90", "ms"),
     Figure("otp_p99_ms", "  latency p99", "ms"),
+    Figure("otp_paced_others_cpu", "  other processes' CPU meanwhile (cores)", ""),
     Figure("overhead_fic_latency_ms", "Overhead: simulator FIC latency", "ms"),
     Figure("overhead_rate", "  rate (50 % of capacity)", "/s"),
     Figure("overhead_round_trip_p50_ms", "  round trip - FIC latency, p50", "ms"),
@@ -185,6 +186,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("pending_otp_p99_ms", "  OTP latency p99", "ms"),
     Figure("pending_otp_p99_ratio", "  OTP p99 / idle p99", "x"),
     Figure("pending_fic_status_per_second", "  FIC status requests", "/s"),
+    Figure("pending_others_cpu", "  other processes' CPU meanwhile (cores)", ""),
     Figure("idle_bridge_rss_mb", "  bridge RSS before the pushes", "MB"),
     Figure("pending_bridge_rss_mb", "  bridge RSS with them pending (max)", "MB"),
     Figure("pending_push_accepts", "  push logins accepted once approved", ""),
@@ -762,7 +764,10 @@ def phase_otp(run: Run, generator: LoadGenerator) -> None:
         f"phase 1/5: OTP latency at 50 % load ({paced_rate:.0f}/s, {settings.duration:g} s)"
     )
     paced = _otp_stream(generator, bed, "otp-paced", requests)
+    meter = run.meter()
+    meter.start()
     generator.run_paced(paced, rate=paced_rate, until=time.monotonic() + settings.duration)
+    paced_cpu = meter.stop()
     generator.drain([paced], until=time.monotonic() + 5.0)
     latencies = paced.result.latencies
     run.figures.update(
@@ -770,6 +775,7 @@ def phase_otp(run: Run, generator: LoadGenerator) -> None:
         otp_p50_ms=_ms(percentile(latencies, 0.5)),
         otp_p90_ms=_ms(percentile(latencies, 0.9)),
         otp_p99_ms=_ms(percentile(latencies, 0.99)),
+        otp_paced_others_cpu=round(paced_cpu["others"] or 0.0, 3),
     )
     run.details["otp_paced_failures"] = _count_failures(paced)
     run.details["otp_answered"] = stream.result.answered + paced.result.answered
@@ -835,6 +841,25 @@ def _bare_fic_round_trips(sim: SimControl, count: int) -> list[float]:
     return times
 
 
+def _settle(bed: Bed, generator: LoadGenerator, *, until: float) -> None:
+    """Wait for the bridge to finish what it was given (its CPU falls quiet), before ``until``.
+
+    FIC counts a push when it starts; the bridge still has to take the answer and register the
+    login as waiting, and a measurement started meanwhile would time that backlog too.
+    """
+    if bed.bridge_pid is None:
+        generator.poll(max(0.0, min(2.0, until - time.monotonic())))
+        return
+    quiet_below = 0.2  # of one core
+    limit = min(until, time.monotonic() + 10.0)
+    while time.monotonic() < limit:
+        before, started = cpu_seconds(bed.bridge_pid), time.monotonic()
+        while (left := started + 0.25 - time.monotonic()) > 0:
+            generator.poll(left)
+        if (cpu_seconds(bed.bridge_pid) - before) / (time.monotonic() - started) < quiet_below:
+            return
+
+
 def _pushes(counters: Mapping[str, Any]) -> int:
     """Pushes FIC started (all users: the phases run one after the other)."""
     return int(counters["totals"]["pushes"])
@@ -877,6 +902,7 @@ def phase_pending(run: Run, generator: LoadGenerator) -> None:
         if started >= count:
             break
         generator.poll(0.2)
+    _settle(bed, generator, until=deadline)
     bed.check_alive()
     pending = pushes.in_flight
     run.progress(f"phase 3/5: {pending} pushes pending; OTP traffic for {settings.duration:g} s")
@@ -897,9 +923,12 @@ def phase_pending(run: Run, generator: LoadGenerator) -> None:
             if value is not None and (rss_max is None or value > rss_max):
                 rss_max = value
 
+    meter = run.meter()
+    meter.start()
     generator.run_paced(
         otp, rate=rate, until=measured_from + settings.duration, alongside=sample_rss
     )
+    pending_cpu = meter.stop()
     generator.drain([otp], until=time.monotonic() + 5.0)
     at_end = bed.sim.counters()
     counted_to = time.monotonic()
@@ -932,6 +961,7 @@ def phase_pending(run: Run, generator: LoadGenerator) -> None:
         pending_otp_p99_ms=p99,
         pending_otp_p99_ratio=(round(p99 / idle_p99, 2) if idle_p99 else None),
         pending_fic_status_per_second=round(status_rate, 2),
+        pending_others_cpu=round(pending_cpu["others"] or 0.0, 3),
         pending_bridge_rss_mb=_round(rss_max, 1),
         pending_push_accepts=pushes.result.accepted,
         pending_answer_p50_s=round(percentile(answer_lags, 0.5), 2),
