@@ -84,7 +84,7 @@ _CHILD_START_TIMEOUT = 30.0
 
 @dataclass(frozen=True, kw_only=True)
 class Settings:
-    """What one run does; ``quick()`` and ``full()`` are the two presets."""
+    """What one run does; ``full()`` and ``quick_run()`` are the two presets."""
 
     quick: bool
     duration: float  # seconds measured per step
