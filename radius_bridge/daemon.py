@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -259,6 +260,9 @@ async def run_daemon(config_path: str, config: Config, *, notifier: Notifier | N
     notifier = notifier or Notifier.from_environ()
     bridge = Bridge(config)
     await bridge.start()
+    # Everything built so far lives as long as the process: keep it out of the collector's
+    # full passes, which otherwise also walk it while thousands of pushes are pending.
+    gc.freeze()
     notifier.ready(bridge.describe())
     loop = asyncio.get_running_loop()
     watchdog = loop.create_task(watchdog_loop(notifier, healthy=bridge.healthy))

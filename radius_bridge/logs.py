@@ -12,6 +12,7 @@ registered secret value wherever it appears in the line, tracebacks included.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -59,6 +60,7 @@ _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
+@functools.lru_cache(maxsize=4096)  # the same few dozen keys, on every log line
 def is_sensitive_key(key: str) -> bool:
     """Whether a field called ``key`` holds a credential and must not be logged."""
     words = [w for w in _NON_ALNUM.split(_CAMEL_BOUNDARY.sub("_", key).lower()) if w]
