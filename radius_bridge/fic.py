@@ -70,6 +70,10 @@ USER_GET: Final = "GET /user/{id}"
 USER_CREATE: Final = "POST /user"
 USER_DELETE: Final = "DELETE /user/{id}"
 VERSION: Final = "GET /version"
+ENDPOINTS: Final = (
+    LOGIN, PREVIEW, AUTH, AUTH_STATUS, AUTH_BATCH, USER_LIST, USER_LIST_V2, USER_GET,
+    USER_CREATE, USER_DELETE, VERSION,
+)  # fmt: skip
 
 # Endpoints whose subject is a user: there "does not exist" means the user, "locked" the
 # user's lockout (fic-api.md §5.2). Elsewhere (an auth id, the application) it does not.

@@ -71,21 +71,7 @@ DROP_REASONS: Final = (
     "internal_error",  # a bug in the bridge cost this request
 )
 DUPLICATE_ACTIONS: Final = ("dropped", "resent")
-FIC_ENDPOINTS: Final = frozenset(
-    {
-        fic.LOGIN,
-        fic.PREVIEW,
-        fic.AUTH,
-        fic.AUTH_STATUS,
-        fic.AUTH_BATCH,
-        fic.USER_LIST,
-        fic.USER_LIST_V2,
-        fic.USER_GET,
-        fic.USER_CREATE,
-        fic.USER_DELETE,
-        fic.VERSION,
-    }
-)
+FIC_ENDPOINTS: Final = frozenset(fic.ENDPOINTS)
 FIC_OUTCOMES: Final = frozenset({"ok", "http_error", "timeout", "connection_error", "bad_response"})
 _FACTORS: Final = frozenset(factor.value for factor in Factor)
 _OUTCOMES: Final = frozenset(outcome.value for outcome in Outcome)

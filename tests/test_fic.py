@@ -34,19 +34,7 @@ from radius_bridge.simulator import FicSimulator
 from radius_bridge.simulator_state import SimulatorSettings
 from radius_bridge.simulator_users import SimUser
 
-ALL_ENDPOINTS = (
-    fic.LOGIN,
-    fic.PREVIEW,
-    fic.AUTH,
-    fic.AUTH_STATUS,
-    fic.AUTH_BATCH,
-    fic.USER_LIST,
-    fic.USER_LIST_V2,
-    fic.USER_GET,
-    fic.USER_CREATE,
-    fic.USER_DELETE,
-    fic.VERSION,
-)
+ALL_ENDPOINTS = fic.ENDPOINTS
 
 # ---- status mapping ---------------------------------------------------------------------------
 
