@@ -26,9 +26,21 @@ def free_udp_port() -> int:
         return port
 
 
-def write_config(tmp_path: Path, fic_url: str, port: int, **extra: str) -> Path:
+def write_config(
+    tmp_path: Path,
+    fic_url: str,
+    port: int,
+    *,
+    secret: str = RADIUS_SECRET,
+    level: str = "info",
+    **auth: str,
+) -> Path:
+    """A configuration file on loopback; the client's secret in a file beside it; ``auth``
+    keys added to (or replacing) the auth section."""
     path = tmp_path / "radius-bridge.yaml"
-    auth = "\n".join(f"  {key}: {value}" for key, value in extra.items())
+    auth_lines = "\n".join(
+        f"  {key}: {value}" for key, value in {"push_timeout": "5", **auth}.items()
+    )
     path.write_text(
         f"""
 fic:
@@ -42,13 +54,13 @@ radius:
       address: 127.0.0.1
       secret_file: nas.secret
 auth:
-  push_timeout: 5
-{auth}
+{auth_lines}
 logging:
   format: json
+  level: {level}
 """
     )
-    (tmp_path / "nas.secret").write_text(RADIUS_SECRET + "\n")
+    (tmp_path / "nas.secret").write_text(secret + "\n")
     return path
 
 

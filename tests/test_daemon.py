@@ -11,32 +11,11 @@ import time
 from pathlib import Path
 
 from bridge_harness import RADIUS_SECRET
-from test_cli import COMMAND, environment, free_udp_port, wait_for_line
+from test_cli import COMMAND, environment, free_udp_port, wait_for_line, write_config
 
 from radius_bridge.simulator import FicSimulator, SimUser
 
 NEW_SECRET = "rotated-radius-secret-4567"
-
-
-def config_text(fic_url: str, port: int, secret: str, level: str) -> str:
-    return f"""
-fic:
-  base_url: {fic_url}
-  client_id: demo-client
-  client_secret_env: TEST_FIC_SECRET
-radius:
-  listen: ["127.0.0.1:{port}"]
-  clients:
-    - name: loopback
-      address: 127.0.0.1
-      secret: {secret}
-auth:
-  push_timeout: 10
-  push_poll_interval: 0.2
-logging:
-  format: json
-  level: {level}
-"""
 
 
 def login(port: int, secret: str, user: str, password: str, timeout: float = 3) -> str:
@@ -90,8 +69,7 @@ def test_sighup_changes_secret_and_level_while_pushes_are_pending(
     and a bad file afterwards is refused while the running configuration stays."""
     sim.add_user(SimUser("omar", "omar@example.com", push_delay=2.5))
     port = free_udp_port()
-    config = tmp_path / "radius-bridge.yaml"
-    config.write_text(config_text(sim.base_url, port, RADIUS_SECRET, "info"))
+    config = write_config(tmp_path, sim.base_url, port)
     process = subprocess.Popen(
         [*COMMAND, "serve", "--config", str(config)],
         stdout=subprocess.PIPE,
@@ -113,7 +91,15 @@ def test_sighup_changes_secret_and_level_while_pushes_are_pending(
             time.sleep(0.05)
         assert not any(e.get("event") == "fic.call" for e in output.events())  # info level
 
-        config.write_text(config_text(sim.base_url, port, NEW_SECRET, "debug"))
+        write_config(
+            tmp_path,
+            sim.base_url,
+            port,
+            secret=NEW_SECRET,
+            level="debug",
+            push_timeout="10",
+            push_poll_interval="0.2",
+        )
         process.send_signal(signal.SIGHUP)
         output.wait_for("bridge.reloaded")
         assert "Access-Accept" in login(port, NEW_SECRET, "alice", "123456")
@@ -147,8 +133,7 @@ def test_systemd_hears_ready_watchdog_reloading_and_stopping(
     listener.bind(str(notify_path))
     listener.settimeout(10)
     port = free_udp_port()
-    config = tmp_path / "radius-bridge.yaml"
-    config.write_text(config_text(sim.base_url, port, RADIUS_SECRET, "info"))
+    config = write_config(tmp_path, sim.base_url, port)
     process = subprocess.Popen(
         [*COMMAND, "serve", "--config", str(config)],
         stdout=subprocess.DEVNULL,
