@@ -91,15 +91,7 @@ def test_sighup_changes_secret_and_level_while_pushes_are_pending(
             time.sleep(0.05)
         assert not any(e.get("event") == "fic.call" for e in output.events())  # info level
 
-        write_config(
-            tmp_path,
-            sim.base_url,
-            port,
-            secret=NEW_SECRET,
-            level="debug",
-            push_timeout="10",
-            push_poll_interval="0.2",
-        )
+        write_config(tmp_path, sim.base_url, port, secret=NEW_SECRET, level="debug")
         process.send_signal(signal.SIGHUP)
         output.wait_for("bridge.reloaded")
         assert "Access-Accept" in login(port, NEW_SECRET, "alice", "123456")
