@@ -124,7 +124,7 @@ class Reason(enum.Enum):
     BLOCKED = "blocked"
     UNKNOWN_USER = "unknown_user"
     USER_LOCKED = "user_locked"
-    BAD_PASSWORD_FORMAT = "bad_password_format"
+    BAD_PASSWORD_FORMAT = "bad_password_format"  # noqa: S105 - a reason name, not a password
     NO_USER_NAME = "no_user_name"
     UNSUPPORTED_SCHEME = "unsupported_scheme"
     STATE_INVALID = "state_invalid"
